@@ -1,0 +1,140 @@
+"""Every dataset and snapshot name the driver uses, built from validated ids.
+
+The storage model (DESIGN.md section 3)::
+
+    <root>/<project_id>/volume-<volume uuid>             a Cinder volume (zvol)
+    <root>/<project_id>/volume-<uuid>@snapshot-<uuid>    a Cinder snapshot
+    <root>/<project_id>/volume-<uuid>@clone-<new uuid>   temp snapshot behind create_cloned_volume
+    <root>/.trash/volume-<uuid>                          deleted by Cinder, still has dependents
+
+Tenant-supplied text never becomes a name: only UUIDs and project ids that pass validation.
+``NameSpace.check`` refuses anything outside the root; the agent runs it on every argument.
+Standard library only (the agent imports this module).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from cinder_zfs_ocfs2.zfs.errors import InvalidArgument
+
+MAX_NAME_LEN = 255  # ZFS_MAX_DATASET_NAME_LEN - 1
+_COMPONENT = re.compile(r"^[A-Za-z0-9_.:-]+$")
+_PROJECT = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+TRASH = ".trash"
+VOLUME_PREFIX = "volume-"
+SNAPSHOT_PREFIX = "snapshot-"
+CLONE_PREFIX = "clone-"
+
+
+def canonical_uuid(value: str) -> str:
+    """The lower-case hyphenated form of a UUID, or InvalidArgument."""
+    try:
+        return str(uuid.UUID(str(value)))
+    except (ValueError, AttributeError, TypeError):
+        raise InvalidArgument(f"not a UUID: {value!r}") from None
+
+
+def project_component(project_id: str) -> str:
+    if not isinstance(project_id, str) or not _PROJECT.match(project_id):
+        raise InvalidArgument(
+            f"project id {project_id!r} cannot name a dataset: expected 1-64 of [A-Za-z0-9_-]")
+    return project_id
+
+
+def _check_components(path: str, what: str) -> None:
+    for part in path.split("/"):
+        if not part or part in (".", "..") or not _COMPONENT.match(part):
+            raise InvalidArgument(f"invalid {what} {path!r}: bad component {part!r}")
+
+
+def validate_dataset(name: str) -> str:
+    """A well-formed dataset name (no snapshot part)."""
+    if not isinstance(name, str) or not name or len(name) > MAX_NAME_LEN:
+        raise InvalidArgument(f"invalid dataset name {name!r}")
+    _check_components(name, "dataset name")
+    return name
+
+
+def split_snapshot(name: str) -> tuple[str, str]:
+    """'pool/a@s' -> ('pool/a', 's'); InvalidArgument for anything else."""
+    if not isinstance(name, str) or name.count("@") != 1:
+        raise InvalidArgument(f"invalid snapshot name {name!r}")
+    dataset, short = name.split("@")
+    validate_dataset(dataset)
+    if len(name) > MAX_NAME_LEN:
+        raise InvalidArgument(f"snapshot name too long: {name!r}")
+    _check_components(short, "snapshot name")
+    return dataset, short
+
+
+def snapshot_id_of(name: str) -> str | None:
+    """The Cinder snapshot UUID of '...@snapshot-<uuid>', else None."""
+    short = name.rpartition("@")[2]
+    if not short.startswith(SNAPSHOT_PREFIX):
+        return None
+    try:
+        return canonical_uuid(short[len(SNAPSHOT_PREFIX):])
+    except InvalidArgument:
+        return None
+
+
+def volume_id_of(dataset: str) -> str | None:
+    """The Cinder volume UUID of '.../volume-<uuid>[@...]', else None."""
+    last = dataset.partition("@")[0].rpartition("/")[2]
+    if not last.startswith(VOLUME_PREFIX):
+        return None
+    try:
+        return canonical_uuid(last[len(VOLUME_PREFIX):])
+    except InvalidArgument:
+        return None
+
+
+class NameSpace:
+    """Names under one root dataset, and the check that keeps every name inside it."""
+
+    def __init__(self, root: str):
+        root = (root or "").strip("/")
+        validate_dataset(root)
+        self.root = root
+        self.pool = root.split("/")[0]
+        self.trash_root = f"{root}/{TRASH}"
+
+    def tenant(self, project_id: str) -> str:
+        return f"{self.root}/{project_component(project_id)}"
+
+    def volume(self, project_id: str, volume_id: str) -> str:
+        return f"{self.tenant(project_id)}/{VOLUME_PREFIX}{canonical_uuid(volume_id)}"
+
+    def trash(self, volume_id: str) -> str:
+        return f"{self.trash_root}/{VOLUME_PREFIX}{canonical_uuid(volume_id)}"
+
+    @staticmethod
+    def snapshot(volume_dataset: str, snapshot_id: str) -> str:
+        return f"{volume_dataset}@{SNAPSHOT_PREFIX}{canonical_uuid(snapshot_id)}"
+
+    @staticmethod
+    def clone_snapshot(volume_dataset: str, new_volume_id: str) -> str:
+        """Temp snapshot behind a clone of a volume: one per new volume, so clones never collide."""
+        return f"{volume_dataset}@{CLONE_PREFIX}{canonical_uuid(new_volume_id)}"
+
+    def contains(self, name: str) -> bool:
+        try:
+            self.check(name)
+        except InvalidArgument:
+            return False
+        return True
+
+    def check(self, name: str, allow_root: bool = True) -> str:
+        """Return ``name`` if it is a well-formed dataset or snapshot inside the root."""
+        if isinstance(name, str) and "@" in name:
+            dataset, _ = split_snapshot(name)
+        else:
+            dataset = validate_dataset(name)
+        if dataset == self.root:
+            if not allow_root:
+                raise InvalidArgument(f"{name!r} is the root dataset itself")
+        elif not dataset.startswith(self.root + "/"):
+            raise InvalidArgument(f"{name!r} is outside the root dataset {self.root!r}")
+        return name

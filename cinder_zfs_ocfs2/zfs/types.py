@@ -1,0 +1,61 @@
+"""Plain records the ZFS client returns. Sizes in bytes, times in seconds since the epoch."""
+
+from __future__ import annotations
+
+import dataclasses
+
+USER_PROP_PREFIX = "org.openstack.cinder:"
+PROP_VOLUME_ID = USER_PROP_PREFIX + "volume_id"
+PROP_PROJECT_ID = USER_PROP_PREFIX + "project_id"
+PROP_BACKEND = USER_PROP_PREFIX + "backend"
+PROP_SNAPSHOT_ID = USER_PROP_PREFIX + "snapshot_id"
+PROP_GROUP_SNAPSHOT_ID = USER_PROP_PREFIX + "group_snapshot_id"
+# Set on a dataset/snapshot Cinder deleted while clones still depend on it.
+PROP_HIDDEN = USER_PROP_PREFIX + "hidden"
+# Set on a volume while a clone-and-swap or promote is in flight (crash repair marker).
+PROP_OPERATION = USER_PROP_PREFIX + "operation"
+
+
+@dataclasses.dataclass(frozen=True)
+class Snapshot:
+    name: str                 # pool/.../volume-x@snapshot-y
+    guid: int
+    createtxg: int
+    creation: int
+    used: int
+    referenced: int
+    written: int
+    clones: tuple[str, ...] = ()       # datasets cloned from this snapshot
+    defer_destroy: bool = False
+    userrefs: int = 0
+    user_props: dict = dataclasses.field(default_factory=dict, compare=False)
+
+    @property
+    def dataset(self) -> str:
+        return self.name.partition("@")[0]
+
+    @property
+    def short_name(self) -> str:
+        return self.name.partition("@")[2]
+
+
+@dataclasses.dataclass(frozen=True)
+class Volume:
+    name: str
+    guid: int
+    volsize: int
+    volblocksize: int
+    used: int
+    referenced: int
+    origin: str | None         # snapshot this zvol was cloned from, None for an original
+    creation: int = 0
+    user_props: dict = dataclasses.field(default_factory=dict, compare=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class PoolCapacity:
+    name: str
+    size: int
+    allocated: int
+    free: int
+    health: str
