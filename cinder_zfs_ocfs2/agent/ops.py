@@ -1,0 +1,381 @@
+"""ZFS operations as performed on the storage node, by name, with JSON-able arguments.
+
+pyzfs (libzfs_core) does snapshot/clone/destroy/rollback/promote/holds/exists; the zfs and zpool
+CLIs do create, listing and properties (pyzfs has no working list/get/set). Without pyzfs every
+operation runs through the CLI. Every dataset argument is checked against the root dataset
+before anything runs. Standard library + pyzfs only.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import threading
+import time
+
+from cinder_zfs_ocfs2.zfs import errors
+from cinder_zfs_ocfs2.zfs.names import NameSpace
+
+LOG = logging.getLogger(__name__)
+
+PROGRESS_EVERY = 256 * 1024 * 1024   # log send|receive progress every 256 MiB
+_USER_PROP_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_.:-")
+
+
+def load_pyzfs():
+    """libzfs_core (Debian python3-pyzfs) or None. The PyPI 'pyzfs' fork is never used."""
+    try:
+        import libzfs_core  # noqa: PLC0415
+    except ImportError:
+        return None
+    return libzfs_core
+
+
+def _check_props(properties: dict | None, user_only: bool = False) -> dict[str, str]:
+    if properties is None:
+        return {}
+    if not isinstance(properties, dict):
+        raise errors.InvalidArgument("properties must be a mapping")
+    out = {}
+    for key, value in properties.items():
+        if not isinstance(key, str) or not key or not set(key) <= _USER_PROP_CHARS:
+            raise errors.InvalidArgument(f"invalid property name {key!r}")
+        if user_only and ":" not in key:
+            raise errors.InvalidArgument(f"only user properties allowed here, got {key!r}")
+        if not isinstance(value, (str, int, bool)) or "\n" in str(value) or "\0" in str(value):
+            raise errors.InvalidArgument(f"invalid value for property {key!r}")
+        out[key] = str(value)
+    return out
+
+
+def _check_size(size) -> int:
+    if not isinstance(size, int) or isinstance(size, bool) or size <= 0 or size > 2**63:
+        raise errors.InvalidArgument(f"invalid size {size!r}")
+    return size
+
+
+def _check_list(values, what: str) -> list[str]:
+    if not isinstance(values, list) or not values or not all(isinstance(v, str) for v in values):
+        raise errors.InvalidArgument(f"{what} must be a non-empty list of strings")
+    return values
+
+
+class NodeOperations:
+    """The allow-listed operations of a storage node, confined to one root dataset."""
+
+    def __init__(self, root: str, pyzfs="auto", command_prefix: list[str] | None = None):
+        self.names = NameSpace(root)
+        self.lzc = load_pyzfs() if pyzfs == "auto" else pyzfs
+        self._prefix = list(command_prefix or [])
+        self._ops = {
+            "version": self.version,
+            "pool_capacity": self.pool_capacity,
+            "exists": self.exists,
+            "create_volume": self.create_volume,
+            "create_filesystem": self.create_filesystem,
+            "snapshot": self.snapshot,
+            "clone": self.clone,
+            "destroy": self.destroy,
+            "promote": self.promote,
+            "rollback": self.rollback,
+            "rename": self.rename,
+            "get": self.get,
+            "set": self.set,
+            "inherit": self.inherit,
+            "list": self.list,
+            "hold": self.hold,
+            "release": self.release,
+            "holds": self.holds,
+            "send_receive": self.send_receive,
+            "wait_for_device": self.wait_for_device,
+        }
+
+    @property
+    def operations(self) -> list[str]:
+        return sorted(self._ops)
+
+    def dispatch(self, op: str, args: dict):
+        """Run operation ``op``; anything not in the allow-list or badly shaped is refused."""
+        func = self._ops.get(op) if isinstance(op, str) else None
+        if func is None:
+            raise errors.InvalidArgument(f"unknown operation {op!r}")
+        if not isinstance(args, dict):
+            raise errors.InvalidArgument("args must be an object")
+        try:
+            return func(**args)
+        except TypeError as exc:
+            # Wrong or missing argument names: refuse with the signature problem, change nothing.
+            if "argument" in str(exc):
+                raise errors.InvalidArgument(f"{op}: {exc}") from None
+            raise
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _run(self, argv: list[str], name: str | None = None, input: bytes | None = None) -> str:
+        proc = subprocess.run(self._prefix + argv, input=input, capture_output=True,
+                              check=False)
+        if proc.returncode != 0:
+            raise errors.from_cli(proc.stderr.decode(errors="replace"), name)
+        return proc.stdout.decode(errors="replace")
+
+    def _lzc_call(self, name: str, func, *args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except errors.ZFSError:
+            raise
+        except Exception as exc:  # libzfs_core raises its own hierarchy; map by class name
+            raise errors.from_pyzfs(exc, name) from None
+
+    def _check(self, name, allow_root: bool = False) -> str:
+        return self.names.check(name, allow_root=allow_root)
+
+    def _check_snapshot(self, name) -> str:
+        self._check(name)
+        if "@" not in name:
+            raise errors.InvalidArgument(f"{name!r} is not a snapshot name")
+        return name
+
+    def _check_dataset(self, name, allow_root: bool = False) -> str:
+        self._check(name, allow_root)
+        if "@" in name:
+            raise errors.InvalidArgument(f"{name!r} is a snapshot, a dataset was expected")
+        return name
+
+    # -- operations ------------------------------------------------------------------------
+
+    def version(self) -> dict:
+        out = self._run(["zfs", "version"]).split()
+        return {"zfs": out[0] if out else "unknown", "pyzfs": self.lzc is not None,
+                "root": self.names.root}
+
+    def pool_capacity(self) -> dict:
+        out = self._run(["zpool", "list", "-Hp", "-o", "name,size,allocated,free,health",
+                         self.names.pool], self.names.pool)
+        name, size, alloc, free, health = out.strip().split("\t")
+        return {"name": name, "size": int(size), "allocated": int(alloc), "free": int(free),
+                "health": health}
+
+    def exists(self, name: str) -> bool:
+        self._check(name, allow_root=True)
+        if self.lzc is not None:
+            return bool(self._lzc_call(name, self.lzc.lzc_exists, name.encode()))
+        try:
+            self._run(["zfs", "list", "-H", "-o", "name", "-t", "all", name], name)
+        except errors.NotFound:
+            return False
+        return True
+
+    def create_volume(self, name: str, size: int, sparse: bool = True,
+                      volblocksize: int | None = None, properties: dict | None = None) -> None:
+        self._check_dataset(name)
+        argv = ["zfs", "create", "-V", str(_check_size(size))]
+        if sparse:
+            argv.append("-s")
+        if volblocksize is not None:
+            argv += ["-b", str(_check_size(volblocksize))]
+        for key, value in _check_props(properties).items():
+            argv += ["-o", f"{key}={value}"]
+        self._run(argv + [name], name)
+
+    def create_filesystem(self, name: str, properties: dict | None = None) -> None:
+        """A parent dataset (root, tenant, trash); parents are created too. Never mounted."""
+        self._check_dataset(name, allow_root=True)
+        argv = ["zfs", "create", "-p", "-o", "canmount=off", "-o", "mountpoint=none"]
+        for key, value in _check_props(properties).items():
+            argv += ["-o", f"{key}={value}"]
+        self._run(argv + [name], name)
+
+    def snapshot(self, names: list, properties: dict | None = None) -> None:
+        """All snapshots in ONE call: one txg, all-or-nothing."""
+        for name in _check_list(names, "names"):
+            self._check_snapshot(name)
+        props = _check_props(properties, user_only=True)
+        if self.lzc is not None:
+            self._lzc_call(names[0], self.lzc.lzc_snapshot, [n.encode() for n in names],
+                           {k.encode(): v.encode() for k, v in props.items()} or None)
+            return
+        argv = ["zfs", "snapshot"]
+        for key, value in props.items():
+            argv += ["-o", f"{key}={value}"]
+        self._run(argv + names, names[0])
+
+    def clone(self, snapshot: str, name: str, properties: dict | None = None) -> None:
+        self._check_snapshot(snapshot)
+        self._check_dataset(name)
+        props = _check_props(properties)
+        if self.lzc is not None:
+            self._lzc_call(name, self.lzc.lzc_clone, name.encode(), snapshot.encode(),
+                           {k.encode(): v.encode() for k, v in props.items()} or None)
+            return
+        argv = ["zfs", "clone"]
+        for key, value in props.items():
+            argv += ["-o", f"{key}={value}"]
+        self._run(argv + [snapshot, name], name)
+
+    def destroy(self, name: str, defer: bool = False, recursive: bool = False) -> None:
+        """Destroy a snapshot (defer: destroy when its last clone goes) or a dataset.
+
+        ``recursive`` is `zfs destroy -r`: a dataset with its snapshots and children. It fails
+        with HasDependents when a clone elsewhere depends on one of them; `-R`, which would
+        destroy those clones, is never used.
+        """
+        self._check(name)
+        if "@" in name:
+            if not self.exists(name):
+                raise errors.NotFound(f"snapshot {name} does not exist", name)
+            if self.lzc is not None:
+                self._lzc_call(name, self.lzc.lzc_destroy_snaps, [name.encode()], bool(defer))
+                return
+            self._run(["zfs", "destroy"] + (["-d"] if defer else []) + [name], name)
+            return
+        if defer:
+            raise errors.InvalidArgument("deferred destroy applies to snapshots only", name)
+        if self.lzc is not None and not recursive:
+            self._lzc_call(name, self.lzc.lzc_destroy, name.encode())
+            return
+        self._run(["zfs", "destroy"] + (["-r"] if recursive else []) + [name], name)
+
+    def promote(self, name: str) -> None:
+        self._check_dataset(name)
+        if self.lzc is not None:
+            self._lzc_call(name, self.lzc.lzc_promote, name.encode())
+            return
+        self._run(["zfs", "promote", name], name)
+
+    def rollback(self, snapshot: str) -> None:
+        """Roll back to ``snapshot``, which must be the latest: never `rollback -r`."""
+        self._check_snapshot(snapshot)
+        dataset = snapshot.partition("@")[0]
+        if self.lzc is not None:
+            self._lzc_call(snapshot, self.lzc.lzc_rollback_to, dataset.encode(),
+                           snapshot.encode())
+            return
+        self._run(["zfs", "rollback", snapshot], snapshot)
+
+    def rename(self, name: str, new_name: str) -> None:
+        self._check(name)
+        self._check(new_name)
+        if ("@" in name) != ("@" in new_name):
+            raise errors.InvalidArgument("cannot rename between a dataset and a snapshot")
+        self._run(["zfs", "rename"] + ([] if "@" in name else ["-p"]) + [name, new_name], name)
+
+    def get(self, name: str, properties: list) -> dict:
+        """Property values, parsable (-p); a user property that is unset comes back as None."""
+        self._check(name, allow_root=True)
+        props = list(_check_props({p: "" for p in _check_list(properties, "properties")}))
+        out = self._run(["zfs", "get", "-H", "-p", "-o", "property,value,source",
+                         ",".join(props), name], name)
+        values: dict = {}
+        for line in out.splitlines():
+            prop, value, source = (line.split("\t") + ["", ""])[:3]
+            values[prop] = None if (source == "-" and ":" in prop and value == "-") else value
+        return values
+
+    def set(self, name: str, properties: dict) -> None:
+        self._check(name, allow_root=True)
+        props = _check_props(properties)
+        if not props:
+            raise errors.InvalidArgument("no properties to set")
+        self._run(["zfs", "set"] + [f"{k}={v}" for k, v in props.items()] + [name], name)
+
+    def inherit(self, name: str, property: str) -> None:  # noqa: A002 - zfs's own word
+        self._check(name)
+        (prop,) = _check_props({property: ""})
+        self._run(["zfs", "inherit", prop, name], name)
+
+    def list(self, name: str, types: list, properties: list, depth: int | None = None) -> list:
+        """Rows of {property: raw string} under ``name`` (recursive unless ``depth``)."""
+        self._check(name, allow_root=True)
+        kinds = _check_list(types, "types")
+        if not set(kinds) <= {"filesystem", "volume", "snapshot"}:
+            raise errors.InvalidArgument(f"invalid types {kinds!r}")
+        props = list(_check_props({p: "" for p in _check_list(properties, "properties")}))
+        argv = ["zfs", "list", "-H", "-p", "-t", ",".join(kinds), "-o", ",".join(props)]
+        if depth is None:
+            argv.append("-r")
+        elif isinstance(depth, int) and not isinstance(depth, bool) and depth >= 0:
+            argv += ["-d", str(depth)]
+        else:
+            raise errors.InvalidArgument(f"invalid depth {depth!r}")
+        out = self._run(argv + [name], name)
+        return [dict(zip(props, line.split("\t"), strict=True))
+                for line in out.splitlines() if line]
+
+    def hold(self, snapshot: str, tag: str) -> None:
+        self._check_snapshot(snapshot)
+        _check_props({tag: ""})
+        if self.lzc is not None:
+            self._lzc_call(snapshot, self.lzc.lzc_hold, {snapshot.encode(): tag.encode()})
+            return
+        self._run(["zfs", "hold", tag, snapshot], snapshot)
+
+    def release(self, snapshot: str, tag: str) -> None:
+        self._check_snapshot(snapshot)
+        _check_props({tag: ""})
+        if self.lzc is not None:
+            self._lzc_call(snapshot, self.lzc.lzc_release, {snapshot.encode(): [tag.encode()]})
+            return
+        self._run(["zfs", "release", tag, snapshot], snapshot)
+
+    def holds(self, snapshot: str) -> list:
+        self._check_snapshot(snapshot)
+        if self.lzc is not None:
+            held = self._lzc_call(snapshot, self.lzc.lzc_get_holds, snapshot.encode())
+            return sorted(k.decode() if isinstance(k, bytes) else k for k in held)
+        out = self._run(["zfs", "holds", "-H", snapshot], snapshot)
+        return sorted(line.split("\t")[1] for line in out.splitlines() if line)
+
+    def send_receive(self, snapshot: str, target: str, properties: dict | None = None) -> dict:
+        """Full copy of ``snapshot`` into a new dataset ``target`` (no link to the origin)."""
+        self._check_snapshot(snapshot)
+        self._check_dataset(target)
+        argv = ["zfs", "receive"]
+        for key, value in _check_props(properties).items():
+            argv += ["-o", f"{key}={value}"]
+        send = subprocess.Popen(self._prefix + ["zfs", "send", "-c", snapshot],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        recv = subprocess.Popen(self._prefix + argv + [target], stdin=subprocess.PIPE,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        stderr = {}
+
+        def drain(proc, key):
+            stderr[key] = proc.stderr.read()
+
+        readers = [threading.Thread(target=drain, args=(p, k), daemon=True)
+                   for p, k in ((send, "send"), (recv, "recv"))]
+        for reader in readers:
+            reader.start()
+        copied, next_report, started = 0, PROGRESS_EVERY, time.monotonic()
+        try:
+            while chunk := send.stdout.read(1024 * 1024):
+                recv.stdin.write(chunk)
+                copied += len(chunk)
+                if copied >= next_report:
+                    LOG.info("send|receive %s -> %s: %d MiB copied", snapshot, target,
+                             copied >> 20)
+                    next_report += PROGRESS_EVERY
+        except BrokenPipeError:
+            pass
+        finally:
+            recv.stdin.close()
+            send.wait()
+            recv.wait()
+            for reader in readers:
+                reader.join()
+        if send.returncode != 0:
+            raise errors.from_cli(stderr.get("send", b"").decode(errors="replace"), snapshot)
+        if recv.returncode != 0:
+            raise errors.from_cli(stderr.get("recv", b"").decode(errors="replace"), target)
+        return {"bytes": copied, "seconds": round(time.monotonic() - started, 3)}
+
+    def wait_for_device(self, name: str, timeout: float = 30.0) -> str:
+        """Wait for udev to create /dev/zvol/<name>; returns the path."""
+        self._check_dataset(name)
+        path = f"/dev/zvol/{name}"
+        deadline = time.monotonic() + min(float(timeout), 120.0)
+        while not os.path.exists(path):
+            if time.monotonic() > deadline:
+                raise errors.Busy(f"{path} did not appear within {timeout} s (udev)", name)
+            time.sleep(0.1)
+        return path

@@ -1,0 +1,38 @@
+"""The agent's wire format: JSON lines, one request and one reply each, matched by id.
+
+    agent  -> {"type": "hello", "protocol": 1, "root": ..., "operations": [...], ...}
+    client -> {"id": 7, "op": "snapshot", "args": {"names": [...]}}
+    agent  -> {"id": 7, "ok": true, "result": null}
+           |  {"id": 7, "ok": false, "error": {"code": "not_found", "message": ..., "name": ...}}
+
+Replies may come out of order (the agent serves requests concurrently). A frame that cannot be
+parsed gets a reply with "id": null. Standard library only.
+"""
+
+from __future__ import annotations
+
+import json
+
+PROTOCOL_VERSION = 1
+MAX_FRAME = 1024 * 1024  # bytes per line, either direction
+
+
+def encode(message: dict) -> bytes:
+    return json.dumps(message, separators=(",", ":"), sort_keys=True).encode() + b"\n"
+
+
+def decode(line: bytes) -> dict:
+    """Parse one frame; ValueError when it is not a JSON object."""
+    message = json.loads(line)
+    if not isinstance(message, dict):
+        raise ValueError("a frame must be a JSON object")
+    return message
+
+
+def ok(request_id, result) -> dict:
+    return {"id": request_id, "ok": True, "result": result}
+
+
+def error(request_id, code: str, message: str, name: str | None = None) -> dict:
+    return {"id": request_id, "ok": False,
+            "error": {"code": code, "message": message, "name": name}}

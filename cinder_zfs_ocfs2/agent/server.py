@@ -1,0 +1,84 @@
+"""Serve NodeOperations over stdin/stdout: the SSH forced command of the driver's key.
+
+Requests run concurrently on a small thread pool (a slow send|receive must not hold up a
+snapshot); replies are written whole under a lock. A bad frame, an unknown operation, a name
+outside the root or an oversized request gets a structured error, and the agent keeps serving.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import threading
+
+from cinder_zfs_ocfs2.agent import protocol
+from cinder_zfs_ocfs2.agent.ops import NodeOperations
+from cinder_zfs_ocfs2.zfs import errors
+
+LOG = logging.getLogger(__name__)
+
+
+class AgentServer:
+    def __init__(self, operations: NodeOperations, reader, writer, workers: int = 8,
+                 extra_hello: dict | None = None):
+        self.ops = operations
+        self._reader = reader
+        self._writer = writer
+        self._write_lock = threading.Lock()
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers)
+        self._hello = {"type": "hello", "protocol": protocol.PROTOCOL_VERSION,
+                       "agent": "cinder-zfs-ocfs2", "root": operations.names.root,
+                       "pyzfs": operations.lzc is not None,
+                       "operations": operations.operations, **(extra_hello or {})}
+
+    def _send(self, message: dict) -> None:
+        data = protocol.encode(message)
+        with self._write_lock:
+            self._writer.write(data)
+            self._writer.flush()
+
+    def _skip_rest_of_line(self) -> None:
+        while True:
+            chunk = self._reader.readline(protocol.MAX_FRAME)
+            if not chunk or chunk.endswith(b"\n"):
+                return
+
+    def handle(self, request_id, op, args) -> dict:
+        try:
+            return protocol.ok(request_id, self.ops.dispatch(op, args))
+        except errors.ZFSError as exc:
+            return protocol.error(request_id, exc.code, exc.message, exc.name)
+        except Exception as exc:  # never let one request kill the agent
+            LOG.exception("operation %s failed", op)
+            return protocol.error(request_id, "failed", f"{type(exc).__name__}: {exc}")
+
+    def _serve_one(self, request_id, op, args) -> None:
+        self._send(self.handle(request_id, op, args))
+
+    def serve(self) -> None:
+        self._send(self._hello)
+        try:
+            while True:
+                line = self._reader.readline(protocol.MAX_FRAME + 1)
+                if not line:
+                    return  # client closed the session
+                if len(line) > protocol.MAX_FRAME and not line.endswith(b"\n"):
+                    self._skip_rest_of_line()
+                    self._send(protocol.error(None, "invalid",
+                                              f"frame exceeds {protocol.MAX_FRAME} bytes"))
+                    continue
+                if not line.strip():
+                    continue
+                try:
+                    request = protocol.decode(line)
+                except ValueError as exc:
+                    self._send(protocol.error(None, "invalid", f"malformed frame: {exc}"))
+                    continue
+                request_id = request.get("id")
+                if not isinstance(request_id, (int, str)) or isinstance(request_id, bool):
+                    self._send(protocol.error(None, "invalid", "request without a valid id"))
+                    continue
+                self._pool.submit(self._serve_one, request_id, request.get("op"),
+                                  request.get("args", {}))
+        finally:
+            self._pool.shutdown(wait=True)

@@ -1,0 +1,222 @@
+"""Remote mode: ONE persistent SSH session to the storage node's agent, shared by all callers.
+
+A new SSH handshake costs seconds on a slow node, so the session is opened once and every
+request is multiplexed over it: callers send a JSON line with an id and wait for the reply with
+that id, which a reader thread hands over. A broken session fails the calls in flight with
+TransportError (their outcome on the node is unknown) and is reopened, with backoff, by the
+next call. Host keys are checked strictly against a known_hosts file unless configured off.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from typing import Any
+
+import paramiko
+from oslo_log import log as logging
+
+from cinder_zfs_ocfs2.agent import protocol
+from cinder_zfs_ocfs2.zfs import errors
+
+LOG = logging.getLogger(__name__)
+
+
+class _Pending:
+    __slots__ = ("event", "reply")
+
+    def __init__(self):
+        self.event = threading.Event()
+        self.reply: dict | None = None
+
+
+class _Session:
+    """One SSH channel running the agent, with its reader threads and pending requests."""
+
+    def __init__(self, client: paramiko.SSHClient, channel, where: str):
+        self.client = client
+        self.channel = channel
+        self.where = where
+        self._stdout = channel.makefile("rb")
+        self._stderr = channel.makefile_stderr("rb")
+        self._write_lock = threading.Lock()
+        self._pending: dict[int, _Pending] = {}
+        self._pending_lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self.closed = False
+        self.hello = self._read_hello()
+        for target in (self._read_replies, self._drain_stderr):
+            threading.Thread(target=target, daemon=True, name=f"zfs-agent-{where}").start()
+
+    def _read_hello(self) -> dict:
+        line = self._stdout.readline()
+        try:
+            hello = protocol.decode(line)
+        except ValueError:
+            raise errors.TransportError(
+                f"{self.where} did not answer as cinder-zfs-agent (got {line[:200]!r}); check "
+                f"the forced command of the driver's key in the node's authorized_keys") from None
+        if hello.get("type") != "hello" or hello.get("protocol") != protocol.PROTOCOL_VERSION:
+            raise errors.TransportError(
+                f"{self.where} speaks agent protocol {hello.get('protocol')!r}, this driver "
+                f"speaks {protocol.PROTOCOL_VERSION}; install the matching agent on the node")
+        return hello
+
+    def _read_replies(self) -> None:
+        reason = "session closed by the node"
+        try:
+            for line in self._stdout:
+                try:
+                    reply = protocol.decode(line)
+                except ValueError:
+                    LOG.error("Unparsable reply from %s: %r", self.where, line[:200])
+                    continue
+                if reply.get("id") is None:
+                    LOG.error("Agent on %s refused a frame: %s", self.where, reply.get("error"))
+                    continue
+                with self._pending_lock:
+                    pending = self._pending.pop(reply["id"], None)
+                if pending is not None:
+                    pending.reply = reply
+                    pending.event.set()
+        except Exception as exc:  # socket errors end the session, never the process
+            reason = f"session broke: {exc}"
+        self.fail_all(reason)
+
+    def _drain_stderr(self) -> None:
+        # The channel's flow-control window is shared: unread stderr would stall stdout.
+        try:
+            for line in self._stderr:
+                LOG.debug("agent@%s: %s", self.where, line.decode(errors="replace").rstrip())
+        except Exception:  # noqa: S110 - the stdout reader reports the broken session
+            pass
+
+    def fail_all(self, reason: str) -> None:
+        self.closed = True
+        with self._pending_lock:
+            pending, self._pending = self._pending, {}
+        for item in pending.values():
+            item.reply = protocol.error(None, errors.TransportError.code,
+                                        f"{self.where}: {reason}; the operation's outcome on "
+                                        f"the node is unknown")
+            item.event.set()
+
+    def request(self, op: str, args: dict, timeout: float) -> Any:
+        request_id = next(self._ids)
+        pending = _Pending()
+        with self._pending_lock:
+            self._pending[request_id] = pending
+        data = protocol.encode({"id": request_id, "op": op, "args": args})
+        try:
+            with self._write_lock:
+                self.channel.sendall(data)
+        except Exception as exc:
+            with self._pending_lock:
+                self._pending.pop(request_id, None)
+            self.fail_all(f"send failed: {exc}")
+            raise errors.TransportError(f"{self.where}: cannot send {op}: {exc}") from None
+        if not pending.event.wait(timeout):
+            with self._pending_lock:
+                self._pending.pop(request_id, None)
+            raise errors.TransportError(
+                f"{self.where}: no reply to {op} within {timeout} s; it may still complete on "
+                f"the node")
+        reply = pending.reply
+        if reply.get("ok"):
+            return reply.get("result")
+        raise errors.from_dict(reply.get("error") or {})
+
+    def close(self) -> None:
+        self.closed = True
+        try:
+            self.client.close()
+        except Exception:  # noqa: S110 - closing a broken session
+            pass
+
+
+class SSHTransport:
+    def __init__(self, host: str, port: int, user: str, key_file: str, known_hosts: str | None,
+                 strict_host_key: bool = True, command: str = "cinder-zfs-agent",
+                 timeout: float = 300, connect_retries: int = 3, connect_timeout: float = 30,
+                 backoff: float = 1.0):
+        self.where = f"{user}@{host}:{port}"
+        self._connect_args = dict(hostname=host, port=port, username=user,
+                                  key_filename=key_file, look_for_keys=False, allow_agent=False,
+                                  timeout=connect_timeout, banner_timeout=connect_timeout,
+                                  auth_timeout=connect_timeout)
+        self._known_hosts = known_hosts
+        self._strict = strict_host_key
+        self._command = command
+        self._timeout = timeout
+        self._retries = connect_retries
+        self._backoff = backoff
+        self._session: _Session | None = None
+        self._connect_lock = threading.Lock()
+
+    @property
+    def info(self) -> dict:
+        return dict(self._get_session().hello)
+
+    def _open(self) -> _Session:
+        client = paramiko.SSHClient()
+        if self._known_hosts:
+            try:
+                client.load_host_keys(self._known_hosts)
+            except FileNotFoundError:
+                if self._strict:
+                    raise errors.TransportError(
+                        f"known_hosts file {self._known_hosts} does not exist: add the storage "
+                        f"node's host key to it (zfs_ssh_known_hosts_file)") from None
+        client.set_missing_host_key_policy(
+            paramiko.RejectPolicy() if self._strict else paramiko.WarningPolicy())
+        try:
+            client.connect(**self._connect_args)
+            channel = client.get_transport().open_session()
+            channel.exec_command(self._command)
+            return _Session(client, channel, self.where)
+        except errors.ZFSError:
+            client.close()
+            raise
+        except paramiko.BadHostKeyException as exc:
+            client.close()
+            raise errors.TransportError(
+                f"host key of {self.where} does not match {self._known_hosts}: {exc}. If the "
+                f"node was rebuilt, replace its entry; otherwise treat this as an attack") from None
+        except (paramiko.SSHException, OSError) as exc:
+            client.close()
+            raise errors.TransportError(f"cannot reach storage node {self.where}: {exc}") from None
+
+    def _get_session(self) -> _Session:
+        session = self._session
+        if session is not None and not session.closed:
+            return session
+        with self._connect_lock:
+            if self._session is not None and not self._session.closed:
+                return self._session
+            last: Exception | None = None
+            for attempt in range(self._retries):
+                if attempt:
+                    time.sleep(self._backoff * 2 ** (attempt - 1))
+                try:
+                    self._session = self._open()
+                    LOG.info("Connected to cinder-zfs-agent on %s (root %s, pyzfs %s)",
+                             self.where, self._session.hello.get("root"),
+                             self._session.hello.get("pyzfs"))
+                    return self._session
+                except errors.TransportError as exc:
+                    last = exc
+                    LOG.warning("Attempt %d/%d to reach %s failed: %s", attempt + 1,
+                                self._retries, self.where, exc)
+            raise errors.TransportError(
+                f"{last}. Check zfs_ssh_host/port/user/private_key and that the node is up "
+                f"(tried {self._retries} times)")
+
+    def call(self, op: str, **args: Any) -> Any:
+        return self._get_session().request(op, args, self._timeout)
+
+    def close(self) -> None:
+        with self._connect_lock:
+            if self._session is not None:
+                self._session.close()
+                self._session = None

@@ -1,0 +1,162 @@
+"""A typed ZFS client over a transport. Knows ZFS; knows nothing of Cinder.
+
+Every method maps to one agent operation (cinder_zfs_ocfs2.agent.ops) and returns typed records;
+failures arrive as cinder_zfs_ocfs2.zfs.errors types whichever transport carried them.
+"""
+
+from __future__ import annotations
+
+from cinder_zfs_ocfs2.zfs import errors
+from cinder_zfs_ocfs2.zfs.types import USER_PROP_PREFIX, PoolCapacity, Snapshot, Volume
+
+_USER_PROPS = ("volume_id", "project_id", "backend", "snapshot_id", "group_snapshot_id",
+               "hidden", "operation")
+USER_PROPS = tuple(USER_PROP_PREFIX + p for p in _USER_PROPS)
+SNAPSHOT_PROPS = ("name", "guid", "createtxg", "creation", "used", "referenced", "written",
+                  "clones", "defer_destroy", "userrefs") + USER_PROPS
+VOLUME_PROPS = ("name", "guid", "volsize", "volblocksize", "used", "referenced", "origin",
+                "creation") + USER_PROPS
+
+
+def _int(row: dict, key: str) -> int:
+    value = row.get(key, "-")
+    if value in ("-", "", None):
+        return 0
+    try:
+        return int(value)
+    except ValueError:
+        raise errors.InvalidArgument(f"unparsable {key}={value!r} for {row.get('name')}") from None
+
+
+def _user_props(row: dict) -> dict:
+    return {k: v for k, v in row.items() if k.startswith(USER_PROP_PREFIX) and v not in ("-", "")}
+
+
+def parse_snapshot(row: dict) -> Snapshot:
+    clones = row.get("clones", "-")
+    return Snapshot(
+        name=row["name"], guid=_int(row, "guid"), createtxg=_int(row, "createtxg"),
+        creation=_int(row, "creation"), used=_int(row, "used"),
+        referenced=_int(row, "referenced"), written=_int(row, "written"),
+        clones=tuple(sorted(c for c in clones.split(",") if c)) if clones not in ("-", "") else (),
+        defer_destroy=row.get("defer_destroy") == "on", userrefs=_int(row, "userrefs"),
+        user_props=_user_props(row))
+
+
+def parse_volume(row: dict) -> Volume:
+    origin = row.get("origin", "-")
+    return Volume(
+        name=row["name"], guid=_int(row, "guid"), volsize=_int(row, "volsize"),
+        volblocksize=_int(row, "volblocksize"), used=_int(row, "used"),
+        referenced=_int(row, "referenced"), origin=None if origin in ("-", "") else origin,
+        creation=_int(row, "creation"), user_props=_user_props(row))
+
+
+class ZFSClient:
+    def __init__(self, transport):
+        self.transport = transport
+
+    def _call(self, op: str, **args):
+        return self.transport.call(op, **args)
+
+    # -- node ------------------------------------------------------------------------------
+
+    def version(self) -> dict:
+        return self._call("version")
+
+    def pool_capacity(self) -> PoolCapacity:
+        return PoolCapacity(**self._call("pool_capacity"))
+
+    # -- datasets --------------------------------------------------------------------------
+
+    def exists(self, name: str) -> bool:
+        return bool(self._call("exists", name=name))
+
+    def create_volume(self, name: str, size: int, sparse: bool = True,
+                      volblocksize: int | None = None, properties: dict | None = None) -> None:
+        self._call("create_volume", name=name, size=size, sparse=sparse,
+                   volblocksize=volblocksize, properties=properties or {})
+
+    def create_filesystem(self, name: str, properties: dict | None = None) -> None:
+        self._call("create_filesystem", name=name, properties=properties or {})
+
+    def snapshot(self, names: list[str], properties: dict | None = None) -> None:
+        """Snapshot every name in ONE call: one txg, all-or-nothing."""
+        self._call("snapshot", names=list(names), properties=properties or {})
+
+    def clone(self, snapshot: str, name: str, properties: dict | None = None) -> None:
+        self._call("clone", snapshot=snapshot, name=name, properties=properties or {})
+
+    def destroy(self, name: str, defer: bool = False, recursive: bool = False) -> None:
+        self._call("destroy", name=name, defer=defer, recursive=recursive)
+
+    def promote(self, name: str) -> None:
+        self._call("promote", name=name)
+
+    def rollback(self, snapshot: str) -> None:
+        self._call("rollback", snapshot=snapshot)
+
+    def rename(self, name: str, new_name: str) -> None:
+        self._call("rename", name=name, new_name=new_name)
+
+    def get_properties(self, name: str, properties: list[str]) -> dict:
+        return self._call("get", name=name, properties=list(properties))
+
+    def set_properties(self, name: str, properties: dict) -> None:
+        self._call("set", name=name, properties=properties)
+
+    def inherit(self, name: str, prop: str) -> None:
+        self._call("inherit", name=name, property=prop)
+
+    def send_receive(self, snapshot: str, target: str, properties: dict | None = None) -> dict:
+        return self._call("send_receive", snapshot=snapshot, target=target,
+                          properties=properties or {})
+
+    def wait_for_device(self, name: str, timeout: float = 30.0) -> str:
+        return self._call("wait_for_device", name=name, timeout=timeout)
+
+    # -- listing ---------------------------------------------------------------------------
+
+    def list_rows(self, name: str, types: list[str], properties: tuple[str, ...],
+                  depth: int | None = None) -> list[dict]:
+        return self._call("list", name=name, types=list(types), properties=list(properties),
+                          depth=depth)
+
+    def list_snapshots(self, name: str, depth: int | None = None) -> list[Snapshot]:
+        """Snapshots under ``name`` (recursive), or of one dataset with depth=1."""
+        return [parse_snapshot(r) for r in self.list_rows(name, ["snapshot"], SNAPSHOT_PROPS,
+                                                          depth)]
+
+    def list_volumes(self, name: str, depth: int | None = None) -> list[Volume]:
+        return [parse_volume(r) for r in self.list_rows(name, ["volume"], VOLUME_PROPS, depth)]
+
+    def get_snapshot(self, name: str) -> Snapshot:
+        rows = self.list_rows(name, ["snapshot"], SNAPSHOT_PROPS, depth=0)
+        if not rows:
+            raise errors.NotFound(f"snapshot {name} does not exist", name)
+        return parse_snapshot(rows[0])
+
+    def get_volume(self, name: str) -> Volume:
+        rows = self.list_rows(name, ["volume"], VOLUME_PROPS, depth=0)
+        if not rows:
+            raise errors.NotFound(f"volume {name} does not exist", name)
+        return parse_volume(rows[0])
+
+    # -- holds -----------------------------------------------------------------------------
+
+    def hold(self, snapshot: str, tag: str) -> None:
+        self._call("hold", snapshot=snapshot, tag=tag)
+
+    def release(self, snapshot: str, tag: str) -> None:
+        self._call("release", snapshot=snapshot, tag=tag)
+
+    def holds(self, snapshot: str) -> list[str]:
+        return self._call("holds", snapshot=snapshot)
+
+
+def client_for_backend(conf, backend_section: str) -> ZFSClient:
+    """A client for the backend configured in ``[backend_section]`` of ``conf`` (admin tools)."""
+    from cinder_zfs_ocfs2 import options, transport
+
+    options.register(conf, group=backend_section)
+    return ZFSClient(transport.from_config(conf[backend_section]))
