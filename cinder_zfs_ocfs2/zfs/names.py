@@ -5,7 +5,7 @@ The storage model (DESIGN.md section 3)::
     <root>/<project_id>/volume-<volume uuid>             a Cinder volume (zvol)
     <root>/<project_id>/volume-<uuid>@snapshot-<uuid>    a Cinder snapshot
     <root>/<project_id>/volume-<uuid>@clone-<new uuid>   temp snapshot behind create_cloned_volume
-    <root>/.trash/volume-<uuid>                          deleted by Cinder, still has dependents
+    <root>/.trash/volume-<uuid>.<tag>                    deleted by Cinder, still has dependents
 
 Tenant-supplied text never becomes a name: only UUIDs and project ids that pass validation.
 ``NameSpace.check`` refuses anything outside the root; the agent runs it on every argument.
@@ -86,7 +86,7 @@ def volume_id_of(dataset: str) -> str | None:
     if not last.startswith(VOLUME_PREFIX):
         return None
     try:
-        return canonical_uuid(last[len(VOLUME_PREFIX):])
+        return canonical_uuid(last[len(VOLUME_PREFIX):].partition(".")[0])
     except InvalidArgument:
         return None
 
@@ -107,8 +107,15 @@ class NameSpace:
     def volume(self, project_id: str, volume_id: str) -> str:
         return f"{self.tenant(project_id)}/{VOLUME_PREFIX}{canonical_uuid(volume_id)}"
 
-    def trash(self, volume_id: str) -> str:
-        return f"{self.trash_root}/{VOLUME_PREFIX}{canonical_uuid(volume_id)}"
+    def trash(self, volume_id: str, tag: str) -> str:
+        """Where a hidden volume waits for its dependents; ``tag`` keeps several apart."""
+        if not re.match(r"^[a-z0-9]{1,16}$", tag or ""):
+            raise InvalidArgument(f"invalid trash tag {tag!r}")
+        return f"{self.trash_root}/{VOLUME_PREFIX}{canonical_uuid(volume_id)}.{tag}"
+
+    def revert_clone(self, project_id: str, volume_id: str) -> str:
+        """Scratch dataset of a clone-and-swap revert."""
+        return f"{self.tenant(project_id)}/revert-{canonical_uuid(volume_id)}"
 
     @staticmethod
     def snapshot(volume_dataset: str, snapshot_id: str) -> str:

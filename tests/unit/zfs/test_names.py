@@ -17,7 +17,8 @@ def test_storage_model_names():
     assert vol == f"tank/cinder/proj1/volume-{VOL}"
     assert ns.snapshot(vol, SNAP) == f"{vol}@snapshot-{SNAP}"
     assert ns.clone_snapshot(vol, SNAP) == f"{vol}@clone-{SNAP}"
-    assert ns.trash(VOL) == f"tank/cinder/.trash/volume-{VOL}"
+    assert ns.trash(VOL, "ab12") == f"tank/cinder/.trash/volume-{VOL}.ab12"
+    assert volume_id_of(ns.trash(VOL, "ab12")) == VOL
     assert ns.pool == "tank"
     assert volume_id_of(ns.snapshot(vol, SNAP)) == VOL
     assert snapshot_id_of(ns.snapshot(vol, SNAP)) == SNAP

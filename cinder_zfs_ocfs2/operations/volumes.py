@@ -1,0 +1,389 @@
+"""The lifecycle of volumes, snapshots and clones on ZFS, with the dependency rules.
+
+Rules (DESIGN.md section 4):
+- Nothing with dependents is ever destroyed: no `destroy -R`, no `rollback -r`.
+- A snapshot Cinder deletes while clones depend on it is marked hidden and destroyed deferred
+  (`destroy -d`): ZFS removes it when its last clone goes.
+- A volume Cinder deletes while clones depend on its snapshots is marked hidden and renamed into
+  <root>/.trash; reclaim destroys it when its last dependent goes. The state is in the pool
+  (names and user properties), so a restart loses nothing.
+- Snapshots the driver did not make (an admin's) are never destroyed: a delete that would need
+  to is refused as busy.
+- A dataset or snapshot already gone counts as deleted.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from oslo_log import log as logging
+
+from cinder_zfs_ocfs2.operations.specs import VolumeSpec, round_up
+from cinder_zfs_ocfs2.zfs import errors
+from cinder_zfs_ocfs2.zfs.client import ZFSClient
+from cinder_zfs_ocfs2.zfs.names import CLONE_PREFIX, SNAPSHOT_PREFIX, NameSpace, snapshot_id_of
+from cinder_zfs_ocfs2.zfs.types import (
+    PROP_BACKEND,
+    PROP_HIDDEN,
+    PROP_PROJECT_ID,
+    PROP_VOLUME_ID,
+    Snapshot,
+)
+
+LOG = logging.getLogger(__name__)
+GiB = 1024 ** 3
+MAX_CHAIN = 1000  # guard against a corrupt origin loop while measuring clone depth
+
+
+def is_hidden(snapshot: Snapshot) -> bool:
+    return snapshot.user_props.get(PROP_HIDDEN) == "true" or snapshot.defer_destroy
+
+
+def is_clone_temp(snapshot: Snapshot) -> bool:
+    return snapshot.short_name.startswith(CLONE_PREFIX)
+
+
+def is_internal(snapshot: Snapshot) -> bool:
+    """Made by the driver and invisible to Cinder: a clone temp, or a snapshot Cinder deleted."""
+    return is_clone_temp(snapshot) or (snapshot_id_of(snapshot.name) is not None
+                                       and is_hidden(snapshot))
+
+
+def is_driver_made(snapshot: Snapshot) -> bool:
+    return snapshot.short_name.startswith((SNAPSHOT_PREFIX, CLONE_PREFIX))
+
+
+class VolumeOperations:
+    def __init__(self, client: ZFSClient, names: NameSpace, defaults: VolumeSpec,
+                 backend: str, max_clone_depth: int = 5, promote_on_delete: bool = False):
+        self.zfs = client
+        self.names = names
+        self.defaults = defaults
+        self.backend = backend
+        self.max_clone_depth = max_clone_depth
+        self.promote_on_delete = promote_on_delete
+
+    # -- set-up ----------------------------------------------------------------------------
+
+    def ensure_root(self, create: bool) -> None:
+        for dataset in (self.names.root, self.names.trash_root):
+            if self.zfs.exists(dataset):
+                continue
+            if not create:
+                raise errors.NotFound(
+                    f"root dataset {dataset} does not exist: create it (zfs create -p "
+                    f"{dataset}) or set zfs_create_root_dataset = true", dataset)
+            LOG.info("Creating dataset %s", dataset)
+            self._create_parent(dataset)
+
+    def _create_parent(self, dataset: str) -> None:
+        try:
+            self.zfs.create_filesystem(dataset)
+        except errors.AlreadyExists:
+            pass  # another cinder-volume (or a retry) made it first
+
+    def _owner_props(self, project_id: str, volume_id: str) -> dict[str, str]:
+        return {PROP_VOLUME_ID: volume_id, PROP_PROJECT_ID: project_id,
+                PROP_BACKEND: self.backend}
+
+    # -- volumes ---------------------------------------------------------------------------
+
+    def create_volume(self, project_id: str, volume_id: str, size_gb: int,
+                      spec: VolumeSpec) -> str:
+        name = self.names.volume(project_id, volume_id)
+        self._create_parent(self.names.tenant(project_id))
+        props = {**spec.zfs_properties(), **self._owner_props(project_id, volume_id)}
+        self.zfs.create_volume(name, round_up(size_gb * GiB, spec.volblocksize),
+                               sparse=spec.sparse, volblocksize=spec.volblocksize,
+                               properties=props)
+        return name
+
+    def extend_volume(self, name: str, new_size_gb: int) -> None:
+        volume = self.zfs.get_volume(name)
+        size = round_up(new_size_gb * GiB, volume.volblocksize or 1)
+        if size < volume.volsize:
+            raise errors.InvalidArgument(f"{name}: cannot shrink from {volume.volsize} to {size}")
+        self.zfs.set_properties(name, {"volsize": str(size)})
+
+    def delete_volume(self, project_id: str, volume_id: str) -> None:
+        name = self.names.volume(project_id, volume_id)
+        if not self.zfs.exists(name):
+            LOG.warning("Volume %s is already gone from the pool; counting it as deleted", name)
+            return
+        snapshots = self.zfs.list_snapshots(name, depth=1)
+        foreign = [s.name for s in snapshots if not is_driver_made(s)]
+        if foreign:
+            raise errors.Busy(
+                f"volume {name} has snapshots the driver did not make: {', '.join(foreign)}. "
+                f"They are never destroyed by a volume delete: destroy, rename or keep them "
+                f"on the node, then retry the delete", name)
+        visible = [s.name for s in snapshots if not is_internal(s)]
+        if visible:
+            raise errors.Busy(f"volume {name} still has snapshots Cinder knows: "
+                              f"{', '.join(visible)}; delete them first", name)
+        origin = self.zfs.get_volume(name).origin
+        pinned = [s for s in snapshots if s.clones]
+        if pinned and self.promote_on_delete:
+            pinned = self._promote_newest_clone(name, pinned)
+        if not pinned:
+            self.zfs.destroy(name, recursive=True)
+            LOG.info("Destroyed volume %s", name)
+            self._origin_released(origin)
+            return
+        self._hide_volume(name, volume_id, snapshots)
+
+    def _promote_newest_clone(self, name: str, pinned: list[Snapshot]) -> list[Snapshot]:
+        """Move the origin role to the newest clone; returns what still pins ``name``."""
+        newest = max(pinned, key=lambda s: s.createtxg)
+        clones = [self.zfs.get_volume(c) for c in newest.clones]
+        heir = max(clones, key=lambda v: v.creation).name
+        LOG.info("Promoting %s so deleted volume %s stops pinning space", heir, name)
+        self.zfs.promote(heir)
+        self._prune_internal(heir)
+        return [s for s in self.zfs.list_snapshots(name, depth=1) if s.clones]
+
+    def _hide_volume(self, name: str, volume_id: str, snapshots: list[Snapshot]) -> None:
+        for snapshot in snapshots:
+            if not snapshot.clones:
+                self._destroy_quietly(snapshot.name)
+        trash = self.names.trash(volume_id, secrets.token_hex(4))
+        self.zfs.set_properties(name, {PROP_HIDDEN: "true"})
+        self.zfs.rename(name, trash)
+        LOG.info("Volume %s has clones; hidden as %s until they are gone", name, trash)
+
+    def _destroy_quietly(self, snapshot: str) -> bool:
+        """Destroy an internal snapshot nothing depends on; False if something still does."""
+        try:
+            self.zfs.destroy(snapshot)
+        except errors.NotFound:
+            pass
+        except errors.Busy as exc:  # a clone or a hold appeared meanwhile
+            LOG.info("Keeping %s: %s", snapshot, exc)
+            return False
+        return True
+
+    def _prune_internal(self, dataset: str) -> list[Snapshot]:
+        """Destroy the dataset's internal snapshots without clones; return the ones left."""
+        left = []
+        for snapshot in self.zfs.list_snapshots(dataset, depth=1):
+            if snapshot.clones or not is_internal(snapshot) or \
+                    not self._destroy_quietly(snapshot.name):
+                left.append(snapshot)
+        return left
+
+    def _origin_released(self, origin: str | None) -> None:
+        """A clone of ``origin`` is gone: drop the origin if it only existed for that clone."""
+        if not origin:
+            return
+        try:
+            snapshot = self.zfs.get_snapshot(origin)
+        except errors.NotFound:
+            return  # deferred destroy already took it
+        if not snapshot.clones and is_internal(snapshot):
+            self._destroy_quietly(origin)
+        dataset = origin.partition("@")[0]
+        if dataset.startswith(self.names.trash_root + "/"):
+            self._reclaim(dataset)
+
+    def _reclaim(self, dataset: str) -> bool:
+        """Destroy a hidden volume whose dependents are all gone. True if it went."""
+        try:
+            left = self._prune_internal(dataset)
+            if left:
+                return False
+            origin = self.zfs.get_volume(dataset).origin
+            self.zfs.destroy(dataset, recursive=True)
+        except errors.NotFound:
+            return True
+        except errors.Busy as exc:
+            LOG.info("Hidden volume %s still pinned: %s", dataset, exc)
+            return False
+        LOG.info("Reclaimed hidden volume %s", dataset)
+        self._origin_released(origin)
+        return True
+
+    def reclaim(self) -> int:
+        """Reclaim every hidden volume without dependents (start-up and periodic)."""
+        try:
+            hidden = self.zfs.list_volumes(self.names.trash_root, depth=1)
+        except errors.NotFound:
+            return 0
+        return sum(1 for volume in hidden if self._reclaim(volume.name))
+
+    # -- snapshots -------------------------------------------------------------------------
+
+    def create_snapshots(self, snapshot_names: list[str]) -> None:
+        """One ZFS call for all: one txg, all-or-nothing."""
+        self.zfs.snapshot(snapshot_names)
+
+    def delete_snapshot(self, name: str) -> None:
+        try:
+            snapshot = self.zfs.get_snapshot(name)
+        except errors.NotFound:
+            LOG.warning("Snapshot %s is already gone; counting it as deleted", name)
+            return
+        if not snapshot.clones:
+            try:
+                self.zfs.destroy(name)
+                return
+            except errors.NotFound:
+                return
+            except errors.HasDependents:
+                pass  # a clone appeared since the listing: hide it instead
+        self.zfs.set_properties(name, {PROP_HIDDEN: "true"})
+        self.zfs.destroy(name, defer=True)
+        LOG.info("Snapshot %s has clones; hidden, destroyed by ZFS when the last goes", name)
+
+    # -- clones ----------------------------------------------------------------------------
+
+    def clone_depth(self, dataset: str) -> int:
+        """How many linked-clone hops lie behind ``dataset``."""
+        depth, current = 0, dataset
+        while depth < MAX_CHAIN:
+            origin = self.zfs.get_volume(current).origin
+            if not origin:
+                return depth
+            depth, current = depth + 1, origin.partition("@")[0]
+        raise errors.ZFSError(f"origin chain of {dataset} is longer than {MAX_CHAIN}")
+
+    def create_volume_from_snapshot(self, snapshot: str, project_id: str, volume_id: str,
+                                    size_gb: int, spec: VolumeSpec) -> str:
+        name = self.names.volume(project_id, volume_id)
+        source = self.zfs.get_snapshot(snapshot)  # NotFound before anything is made
+        mode = spec.clone_mode
+        if mode == "linked":
+            depth = self.clone_depth(source.dataset) + 1
+            if depth > self.max_clone_depth:
+                LOG.info("Clone chain would be %d deep (zfs_max_clone_depth %d): making %s "
+                         "independent", depth, self.max_clone_depth, name)
+                mode = "independent"
+        self._create_parent(self.names.tenant(project_id))
+        props = {**spec.zfs_properties(), **self._owner_props(project_id, volume_id)}
+        if mode == "linked":
+            self.zfs.clone(snapshot, name, props)
+        else:
+            self._copy(snapshot, name, props)
+        try:
+            self._finish_clone(name, size_gb, spec)
+        except Exception:
+            self._destroy_new_volume(name)
+            raise
+        return name
+
+    def _copy(self, snapshot: str, name: str, props: dict) -> None:
+        LOG.info("Copying %s into independent volume %s (send|receive)", snapshot, name)
+        result = self.zfs.send_receive(snapshot, name, props)
+        LOG.info("Copied %s into %s: %s bytes in %s s", snapshot, name, result.get("bytes"),
+                 result.get("seconds"))
+        # receive brings the source snapshot along; the new volume starts with none.
+        self.zfs.destroy(f"{name}@{snapshot.partition('@')[2]}")
+
+    def _finish_clone(self, name: str, size_gb: int, spec: VolumeSpec) -> None:
+        volume = self.zfs.get_volume(name)
+        wanted = round_up(size_gb * GiB, volume.volblocksize or 1)
+        updates = {}
+        if wanted > volume.volsize:
+            updates["volsize"] = str(wanted)
+        if not spec.sparse:
+            updates["refreservation"] = "auto"
+        if updates:
+            self.zfs.set_properties(name, updates)
+
+    def _destroy_new_volume(self, name: str) -> None:
+        try:
+            origin = self.zfs.get_volume(name).origin
+            self.zfs.destroy(name, recursive=True)
+            self._origin_released(origin)
+        except errors.ZFSError as exc:
+            LOG.error("Could not remove half-made volume %s: %s", name, exc)
+
+    def create_cloned_volume(self, source: str, project_id: str, volume_id: str,
+                             size_gb: int, spec: VolumeSpec) -> str:
+        """Clone a volume through a temp snapshot named for the new volume (no collisions)."""
+        temp = self.names.clone_snapshot(source, volume_id)
+        self.zfs.snapshot([temp])
+        try:
+            name = self.create_volume_from_snapshot(temp, project_id, volume_id, size_gb, spec)
+        except Exception:
+            self._destroy_quietly(temp)
+            raise
+        if self.zfs.get_volume(name).origin != temp:
+            self._destroy_quietly(temp)  # independent copy: the temp snapshot did its job
+        return name
+
+    # -- revert ----------------------------------------------------------------------------
+
+    def revert(self, project_id: str, volume_id: str, snapshot: str) -> None:
+        """Make the volume hold ``snapshot``'s data, keeping every snapshot with dependents."""
+        name = self.names.volume(project_id, volume_id)
+        snapshots = self.zfs.list_snapshots(name, depth=1)
+        target = next((s for s in snapshots if s.name == snapshot), None)
+        if target is None:
+            raise errors.NotFound(f"snapshot {snapshot} does not exist", snapshot)
+        newer = [s for s in snapshots if s.createtxg > target.createtxg]
+        visible = [s.name for s in newer if not is_internal(s) and is_driver_made(s)]
+        if visible:
+            raise errors.NotLatest(f"{snapshot} is not the latest Cinder snapshot of {name} "
+                                   f"(newer: {', '.join(visible)})", snapshot)
+        removable = [s for s in newer if is_internal(s) and not s.clones]
+        if len(removable) == len(newer):
+            for s in removable:
+                self.zfs.destroy(s.name)
+            self.zfs.rollback(snapshot)
+            LOG.info("Rolled %s back to %s", name, snapshot)
+            return
+        self._revert_by_swap(project_id, volume_id, name, snapshot)
+
+    def _revert_by_swap(self, project_id: str, volume_id: str, name: str,
+                        snapshot: str) -> None:
+        """Clone the target, promote the clone, and swap names: newer snapshots and their
+        dependents move to a hidden copy instead of being destroyed."""
+        scratch = self.names.revert_clone(project_id, volume_id)
+        props = self._owner_props(project_id, volume_id)
+        props.update({k: v for k, v in self.zfs.get_properties(name, ["compression"]).items()
+                      if v})
+        LOG.info("Reverting %s to %s by clone-and-swap (newer snapshots have dependents)",
+                 name, snapshot)
+        self.zfs.clone(snapshot, scratch, props)
+        self.zfs.promote(scratch)
+        self._swap_in(name, scratch, volume_id)
+
+    def _swap_in(self, name: str, scratch: str, volume_id: str) -> None:
+        trash = self.names.trash(volume_id, secrets.token_hex(4))
+        self.zfs.set_properties(name, {PROP_HIDDEN: "true"})
+        self.zfs.rename(name, trash)
+        self.zfs.rename(scratch, name)
+        self._reclaim(trash)
+
+    def repair(self) -> None:
+        """Finish or undo a clone-and-swap revert cut short by a crash (start-up)."""
+        for volume in self.zfs.list_volumes(self.names.root):
+            last = volume.name.rpartition("/")[2]
+            if not last.startswith("revert-"):
+                continue
+            volume_id = last[len("revert-"):]
+            project = volume.name.rpartition("/")[0].rpartition("/")[2]
+            name = self.names.volume(project, volume_id)
+            if not self.zfs.exists(name):
+                LOG.warning("Finishing interrupted revert: %s -> %s", volume.name, name)
+                self.zfs.rename(volume.name, name)
+            elif self.zfs.get_volume(name).origin and \
+                    self.zfs.get_volume(name).origin.startswith(volume.name + "@"):
+                LOG.warning("Finishing interrupted revert of %s (promoted, not swapped)", name)
+                self._swap_in(name, volume.name, volume_id)
+            else:
+                LOG.warning("Dropping unpromoted revert clone %s", volume.name)
+                self.zfs.destroy(volume.name, recursive=True)
+
+    # -- capacity --------------------------------------------------------------------------
+
+    def capacity(self) -> dict:
+        pool = self.zfs.pool_capacity()
+        # Usable space as ZFS accounts it (after redundancy), not the pool's raw size.
+        space = self.zfs.get_properties(self.names.root, ["used", "available"])
+        used, available = int(space["used"]), int(space["available"])
+        volumes = self.zfs.list_volumes(self.names.root)
+        live = [v for v in volumes if not v.name.startswith(self.names.trash_root + "/")]
+        return {"total_bytes": used + available, "free_bytes": available,
+                "provisioned_bytes": sum(v.volsize for v in live),
+                "total_volumes": len(live), "health": pool.health}
