@@ -20,8 +20,16 @@ class Transport(Protocol):
 def from_config(configuration) -> Transport:
     """The transport a backend's configuration asks for (zfs_agent_mode)."""
     if configuration.zfs_agent_mode == "local":
+        import os
+
         from cinder_zfs_ocfs2.transport.local import LocalTransport
-        return LocalTransport(configuration.zfs_root_dataset)
+        if os.geteuid() == 0:
+            return LocalTransport(configuration.zfs_root_dataset)
+        # libzfs_core needs root (ioctls on /dev/zfs): as the cinder user, the CLIs run
+        # through Cinder's root helper (etc/rootwrap.d/zfs-ocfs2.filters) instead.
+        from cinder import utils
+        return LocalTransport(configuration.zfs_root_dataset,
+                              command_prefix=utils.get_root_helper().split(), pyzfs=None)
     from cinder_zfs_ocfs2.transport.ssh import SSHTransport
     return SSHTransport(
         host=configuration.zfs_ssh_host,
