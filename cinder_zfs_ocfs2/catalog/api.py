@@ -441,7 +441,7 @@ class Catalog:
         out = {}
         for chunk in _chunks(list(zfs_names)):
             out.update(conn.execute(sa.select(S.c.zfs_name, S.c.id)
-                                    .where(S.c.zfs_name.in_(chunk))).tuples().all())
+                                    .where(S.c.zfs_name.in_(chunk))).all())
         return out
 
     @staticmethod

@@ -102,9 +102,6 @@ class SnapshotRow(Base):
         sa.CheckConstraint(
             "state IN ('creating', 'available', 'hidden', 'deleting', 'missing')",
             name="ck_zfs_snapshots_state"),
-        # A tenant's snapshots newest first, keyset-paginated on (creation, id).
-        sa.Index("ix_zfs_snapshots_project_creation", "project_id",
-                 sa.text("creation DESC"), sa.text("id DESC")),
         # A volume's history and nearest-before-T; createtxg orders snapshots of one second.
         sa.Index("ix_zfs_snapshots_volume_creation", "volume_id", "creation", "createtxg"),
         sa.Index("ix_zfs_snapshots_guid", "guid"),
@@ -133,6 +130,10 @@ class CloneEdge(Base):
         sa.Index("ix_zfs_clone_edges_origin_guid", "origin_guid"),
     )
 
+
+# A tenant's snapshots newest first, keyset-paginated on (creation, id).
+sa.Index("ix_zfs_snapshots_project_creation", SnapshotRow.project_id, SnapshotRow.creation.desc(),
+         SnapshotRow.id.desc())
 
 snapshots = SnapshotRow.__table__
 edges = CloneEdge.__table__

@@ -53,7 +53,8 @@ def upgrade() -> None:
             name="ck_zfs_snapshots_state"),
     )
     op.create_index("ix_zfs_snapshots_project_creation", "zfs_snapshots",
-                    ["project_id", sa.text("creation DESC"), sa.text("id DESC")])
+                    ["project_id", sa.literal_column("creation").desc(),
+                     sa.literal_column("id").desc()])
     op.create_index("ix_zfs_snapshots_volume_creation", "zfs_snapshots",
                     ["volume_id", "creation", "createtxg"])
     op.create_index("ix_zfs_snapshots_guid", "zfs_snapshots", ["guid"])
