@@ -1,0 +1,142 @@
+"""Fixtures that put the agent on the storage node and build real drivers against it.
+
+The package is copied to /opt/cinder-zfs-ocfs2 on the node and a dedicated key is authorized
+with the agent as its forced command (restrict,command=...), exactly as an operator installs
+it (README "Installing the agent on a storage node"). Drivers run in ssh mode over that key.
+"""
+
+from __future__ import annotations
+
+import io
+import pathlib
+import subprocess
+import tarfile
+import uuid
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+AGENT_DIR = "/opt/cinder-zfs-ocfs2"
+AGENT_ROOT = "tank"
+
+
+def package_tarball() -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        tar.add(ROOT / "cinder_zfs_ocfs2", arcname="cinder_zfs_ocfs2",
+                filter=lambda t: None if "__pycache__" in t.name else t)
+    return buf.getvalue()
+
+
+def install_agent(node, key_dir: pathlib.Path) -> pathlib.Path:
+    """Install the agent and authorize a key whose only power is to run it."""
+    key = key_dir / "agent_key"
+    if not key.exists():
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "cinder-volume",
+                        "-f", str(key)], check=True)
+    node.put_bytes(package_tarball(), "/tmp/cinder-zfs-ocfs2.tgz")
+    node.run(f"rm -rf {AGENT_DIR} && mkdir -p {AGENT_DIR} && "
+             f"tar -xzf /tmp/cinder-zfs-ocfs2.tgz -C {AGENT_DIR}")
+    public = (key_dir / "agent_key.pub").read_text().strip()
+    line = (f'restrict,command="cd {AGENT_DIR} && exec python3 -m cinder_zfs_ocfs2.agent '
+            f'--root {AGENT_ROOT}" {public}')
+    node.run("mkdir -p /root/.ssh && touch /root/.ssh/authorized_keys && "
+             "grep -v 'cinder-volume$' /root/.ssh/authorized_keys > /tmp/ak || true; "
+             f"echo '{line}' >> /tmp/ak && install -m 600 /tmp/ak /root/.ssh/authorized_keys")
+    return key
+
+
+@pytest.fixture(scope="session")
+def agent_key(node, tmp_path_factory):
+    return install_agent(node, tmp_path_factory.mktemp("agent"))
+
+
+@pytest.fixture(scope="session")
+def agent_transport_factory(node, agent_key):
+    from cinder_zfs_ocfs2.transport.ssh import SSHTransport
+
+    made = []
+
+    def factory(**kw):
+        transport = SSHTransport(host="127.0.0.1", port=node.port, user="root",
+                                 key_file=str(agent_key), known_hosts=str(node.known_hosts),
+                                 **kw)
+        made.append(transport)
+        return transport
+
+    yield factory
+    for transport in made:
+        transport.close()
+
+
+class FakeCinderDB:
+    """The one DB call Cinder's iSCSI target helpers make (CHAP of an existing export)."""
+
+    def __init__(self):
+        self.volumes: dict = {}
+
+    def volume_get(self, context, volume_id):
+        from cinder import exception
+        if volume_id not in self.volumes:
+            raise exception.VolumeNotFound(volume_id=volume_id)
+        return self.volumes[volume_id]
+
+
+@pytest.fixture
+def make_driver(node, dataset, agent_key):
+    """Build a ZFSOCFS2Driver in ssh mode, rooted at <dataset>/cinder, set up and checked."""
+    from cinder import context as cinder_context
+    from cinder import objects
+    from cinder.volume import configuration
+    from cinder.volume import driver as cinder_driver
+    from oslo_config import cfg
+
+    from cinder_zfs_ocfs2 import driver as zfs_driver
+    from cinder_zfs_ocfs2 import options
+
+    objects.register_all()
+    made = []
+
+    def factory(**overrides):
+        group = f"zfs_ft_{uuid.uuid4().hex[:8]}"
+        conf = configuration.Configuration(cinder_driver.volume_opts, config_group=group)
+        conf.append_config_values(cinder_driver.iser_opts)
+        conf.append_config_values(options.ALL_OPTS)
+        settings = dict(zfs_root_dataset=f"{dataset}/cinder", zfs_agent_mode="ssh",
+                        zfs_ssh_host="127.0.0.1", zfs_ssh_port=node.port,
+                        zfs_ssh_private_key=str(agent_key),
+                        zfs_ssh_known_hosts_file=str(node.known_hosts),
+                        target_helper="lioadm", target_ip_address="127.0.0.1",
+                        volume_backend_name="zfs-ft")
+        settings.update(overrides)
+        for key, value in settings.items():
+            cfg.CONF.set_override(key, value, group=group)
+        drv = zfs_driver.ZFSOCFS2Driver(configuration=conf, host="ft@zfs-ft")
+        drv.do_setup(cinder_context.get_admin_context())
+        drv.target_driver.db = FakeCinderDB()
+        drv.check_for_setup_error()
+        made.append(drv)
+        return drv
+
+    yield factory
+    for drv in made:
+        drv.transport.close()
+
+
+def volume_obj(project_id="proj-a", size=1, **kw):
+    from cinder import context as cinder_context
+    from cinder.tests.unit import fake_volume
+
+    kw.setdefault("id", str(uuid.uuid4()))
+    return fake_volume.fake_volume_obj(cinder_context.get_admin_context(), size=size,
+                                       project_id=project_id, volume_type_id=None, **kw)
+
+
+def snapshot_obj(volume, **kw):
+    from cinder import context as cinder_context
+    from cinder.tests.unit import fake_snapshot
+
+    kw.setdefault("id", str(uuid.uuid4()))
+    return fake_snapshot.fake_snapshot_obj(cinder_context.get_admin_context(), volume=volume,
+                                           volume_id=volume.id, project_id=volume.project_id,
+                                           volume_size=volume.size, **kw)
