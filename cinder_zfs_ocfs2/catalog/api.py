@@ -292,10 +292,10 @@ class Catalog:
             rows = self._rows_by_name(conn, [r.name for r in records])
             inserts, updates = [], []
             for record in records:
-                desc = derive.describe(record, root, backend)
+                desc = derive.describe(record, root)
                 row = rows.get(record.name)
                 state = models.HIDDEN if desc["hidden"] else models.AVAILABLE
-                values = reconcile_mod._merged(desc, row, state)
+                values = reconcile_mod.merged(desc, row, state, backend)
                 values.update(zfs_name=record.name, updated_at=now)
                 if row is None:
                     inserts.append(values)

@@ -109,10 +109,14 @@ def target_state(current: str | None, hidden: bool, age: float, stale_after: flo
     return models.AVAILABLE
 
 
-def _merged(desc: dict, row: Mapping | None, state: str) -> dict:
+def merged(desc: dict, row: Mapping | None, state: str, backend: str | None = None) -> dict:
+    """Target values: pool columns from ``desc``; ids from the pool, else the row, else
+    ``backend`` as the default of the backend column."""
     values = {k: desc[k] for k in derive.POOL_COLUMNS}
     for k in derive.ID_COLUMNS:
         values[k] = desc[k] if desc[k] is not None or row is None else row[k]
+    if values["backend"] is None:
+        values["backend"] = backend
     values["state"] = state
     return values
 
@@ -138,7 +142,7 @@ def plan(snapshots: Iterable[Snapshot], root: str, rows: Iterable[Mapping],
         if not derive.in_root(record.name, root):
             report.ignored += 1
             continue
-        desired[record.name] = derive.describe(record, root, backend)
+        desired[record.name] = derive.describe(record, root)
         desired[record.name]["clones"] = tuple(record.clones)
     report.listed = len(desired)
 
@@ -161,7 +165,7 @@ def plan(snapshots: Iterable[Snapshot], root: str, rows: Iterable[Mapping],
                 renamed_from.add(old["zfs_name"])
                 state = target_state(old["state"], desc["hidden"], now - old["updated_at"],
                                      stale_after)
-                values = _merged(desc, old, state)
+                values = merged(desc, old, state, backend)
                 values.update(zfs_name=name, _id=old["id"], _seen=old["updated_at"],
                               updated_at=now)
                 out.updates.append(values)
@@ -169,7 +173,7 @@ def plan(snapshots: Iterable[Snapshot], root: str, rows: Iterable[Mapping],
                 report.drift.append(Drift("renamed", name, f"was {old['zfs_name']}"))
                 continue
             state = models.HIDDEN if desc["hidden"] else models.AVAILABLE
-            values = _merged(desc, None, state)
+            values = merged(desc, None, state, backend)
             values.update(zfs_name=name, updated_at=now)
             out.inserts.append(values)
             report.added += 1
@@ -179,7 +183,7 @@ def plan(snapshots: Iterable[Snapshot], root: str, rows: Iterable[Mapping],
             report.pending += 1
             continue
         state = target_state(row["state"], desc["hidden"], now - row["updated_at"], stale_after)
-        values = _merged(desc, row, state)
+        values = merged(desc, row, state, backend)
         changed = _changed(row, values)
         if changed:
             values.update(zfs_name=name, _id=row["id"], _seen=row["updated_at"], updated_at=now)

@@ -32,8 +32,8 @@ def volume_ds(project: str, volume_id: str, root: str = ROOT) -> str:
 def snap(dataset: str, short: str, *, guid: int, creation: int = T0, createtxg: int = 0,
          used: int = 0, referenced: int = 0, written: int = 0, clones=(), props=None,
          defer_destroy: bool = False) -> Snapshot:
-    return Snapshot(name=f"{dataset}@{short}", guid=guid, createtxg=createtxg or (guid & 0xFFFFFFF) + 1,
-                    creation=creation, used=used, referenced=referenced, written=written,
+    return Snapshot(name=f"{dataset}@{short}", guid=guid,
+                    createtxg=createtxg or (guid & 0xFFFFFFF) + 1, creation=creation, used=used, referenced=referenced, written=written,
                     clones=tuple(clones), defer_destroy=defer_destroy,
                     user_props=dict(props or {}))
 
