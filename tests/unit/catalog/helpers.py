@@ -33,7 +33,8 @@ def snap(dataset: str, short: str, *, guid: int, creation: int = T0, createtxg: 
          used: int = 0, referenced: int = 0, written: int = 0, clones=(), props=None,
          defer_destroy: bool = False) -> Snapshot:
     return Snapshot(name=f"{dataset}@{short}", guid=guid,
-                    createtxg=createtxg or (guid & 0xFFFFFFF) + 1, creation=creation, used=used, referenced=referenced, written=written,
+                    createtxg=createtxg or (guid & 0xFFFFFFF) + 1, creation=creation,
+                    used=used, referenced=referenced, written=written,
                     clones=tuple(clones), defer_destroy=defer_destroy,
                     user_props=dict(props or {}))
 
