@@ -33,6 +33,11 @@ storage_opts = [
                     "clone is made independent instead. ZFS reads never walk the chain; the "
                     "limit keeps deleted origins from being pinned forever. 0 disables linked "
                     "clones."),
+    cfg.IntOpt("zfs_snapshot_batch_window_ms", default=50, min=0, max=5000,
+               help="Snapshots of different volumes requested within this many milliseconds "
+                    "of each other are taken in one ZFS call (one transaction group: the "
+                    "volumes of one instance snapshotted by Nova are crash-consistent with "
+                    "each other). 0 disables coalescing."),
     cfg.BoolOpt("zfs_promote_newest_clone_on_delete", default=False,
                 help="When a deleted volume still has snapshots with clones, promote its newest "
                      "clone so the space moves to the clone instead of keeping the volume "

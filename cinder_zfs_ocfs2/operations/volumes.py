@@ -24,6 +24,7 @@ from cinder_zfs_ocfs2.zfs.client import ZFSClient
 from cinder_zfs_ocfs2.zfs.names import CLONE_PREFIX, SNAPSHOT_PREFIX, NameSpace, snapshot_id_of
 from cinder_zfs_ocfs2.zfs.types import (
     PROP_BACKEND,
+    PROP_GROUP_SNAPSHOT_ID,
     PROP_HIDDEN,
     PROP_PROJECT_ID,
     PROP_VOLUME_ID,
@@ -212,9 +213,11 @@ class VolumeOperations:
 
     # -- snapshots -------------------------------------------------------------------------
 
-    def create_snapshots(self, snapshot_names: list[str]) -> None:
+    def create_snapshots(self, snapshot_names: list[str],
+                         group_snapshot_id: str | None = None) -> None:
         """One ZFS call for all: one txg, all-or-nothing."""
-        self.zfs.snapshot(snapshot_names)
+        props = {PROP_GROUP_SNAPSHOT_ID: group_snapshot_id} if group_snapshot_id else None
+        self.zfs.snapshot(snapshot_names, props)
 
     def delete_snapshot(self, name: str) -> None:
         try:
@@ -299,17 +302,33 @@ class VolumeOperations:
 
     def create_cloned_volume(self, source: str, project_id: str, volume_id: str,
                              size_gb: int, spec: VolumeSpec) -> str:
-        """Clone a volume through a temp snapshot named for the new volume (no collisions)."""
-        temp = self.names.clone_snapshot(source, volume_id)
-        self.zfs.snapshot([temp])
+        return self.create_cloned_volumes([(source, project_id, volume_id, size_gb, spec)])[0]
+
+    def create_cloned_volumes(self, requests: list[tuple[str, str, str, int, VolumeSpec]]
+                              ) -> list[str]:
+        """Clone volumes through temp snapshots named for the new volumes (no collisions),
+        all taken in one call so a group's clones are consistent with each other.
+
+        ``requests``: (source dataset, project id, new volume id, size in GiB, spec).
+        """
+        temps = [self.names.clone_snapshot(src, vid) for src, _, vid, _, _ in requests]
+        self.zfs.snapshot(temps)
+        made: list[str] = []
         try:
-            name = self.create_volume_from_snapshot(temp, project_id, volume_id, size_gb, spec)
+            for temp, (_, project_id, volume_id, size_gb, spec) in zip(temps, requests,
+                                                                        strict=True):
+                made.append(self.create_volume_from_snapshot(temp, project_id, volume_id,
+                                                             size_gb, spec))
         except Exception:
-            self._destroy_quietly(temp)
+            for name in made:
+                self._destroy_new_volume(name)
+            for temp in temps:
+                self._destroy_quietly(temp)
             raise
-        if self.zfs.get_volume(name).origin != temp:
-            self._destroy_quietly(temp)  # independent copy: the temp snapshot did its job
-        return name
+        for temp, name in zip(temps, made, strict=True):
+            if self.zfs.get_volume(name).origin != temp:
+                self._destroy_quietly(temp)  # independent copy: the temp snapshot did its job
+        return made
 
     # -- revert ----------------------------------------------------------------------------
 
