@@ -14,6 +14,7 @@ import subprocess
 import threading
 import time
 
+from cinder_zfs_ocfs2.agent import lio
 from cinder_zfs_ocfs2.zfs import errors
 from cinder_zfs_ocfs2.zfs.names import NameSpace
 
@@ -90,6 +91,7 @@ class NodeOperations:
             "send_receive": self.send_receive,
             "wait_for_device": self.wait_for_device,
         }
+        self._ops.update(lio.operations(self))  # LIO export, when python3-rtslib-fb is there
 
     @property
     def operations(self) -> list[str]:
