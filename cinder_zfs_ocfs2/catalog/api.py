@@ -524,6 +524,7 @@ class Catalog:
                 taken = self._ids_by_name(conn, [v["zfs_name"] for v in plan.inserts])
                 inserts = [v for v in plan.inserts if v["zfs_name"] not in taken]
                 report.pending += len(plan.inserts) - len(inserts)
+                report.added -= len(plan.inserts) - len(inserts)
                 if inserts:
                     conn.execute(S.insert(), inserts)
             if plan.edge_deletes:

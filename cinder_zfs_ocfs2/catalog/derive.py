@@ -45,10 +45,17 @@ def kind_of(zfs_name: str) -> str:
 
 
 def project_of_path(dataset: str, root: str | None = None) -> str | None:
-    """Project id from ``<root>/<project>[/volume-<uuid>]``; None for trash and unknown shapes."""
+    """Project id from ``<root>/<project>[/volume-<uuid>]``; None for trash and unknown shapes.
+
+    ``root`` is where the listing started; it may be the backend root or, for a scoped
+    reconciliation, one volume.
+    """
     dataset = dataset.partition("@")[0]
     if root is not None:
         root = root.strip("/")
+        if dataset == root:
+            # A reconciliation scoped to one volume or tenant: the shape alone decides.
+            return project_of_path(dataset)
         if not dataset.startswith(root + "/"):
             return None
         parts = dataset[len(root) + 1:].split("/")

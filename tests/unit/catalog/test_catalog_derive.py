@@ -73,3 +73,10 @@ def test_in_root():
     assert derive.in_root(f"{ROOT}/p/v@x", ROOT)
     assert not derive.in_root("tank/cinder2/p/v@x", ROOT)
     assert not derive.in_root("tank@x", ROOT)
+
+
+def test_project_of_path_scoped_to_one_volume():
+    ds = volume_ds("p1", V)
+    assert derive.project_of_path(ds, ds) == "p1"
+    assert derive.project_of_path(f"{ROOT}/.trash/volume-{V}", f"{ROOT}/.trash/volume-{V}") \
+        is None

@@ -216,3 +216,17 @@ def test_snapshots_of_the_root_and_tenant_datasets(catalog):
 def test_backend_default_for_new_rows(catalog):
     catalog.reconcile(pool(), ROOT, backend="zfs1")
     assert catalog.count(backend="zfs1") == 4
+
+
+def test_reconcile_scoped_to_one_volume(catalog, clock):
+    """A listing of one zvol (e.g. after snapshots_changed moved) touches only its rows."""
+    catalog.reconcile(pool(), ROOT)
+    clock.advance(60)
+    only = [s for s in pool() if s.dataset == DS2] + [snap(DS2, "weekly", guid=202)]
+    report = catalog.reconcile(only, DS2)
+    assert (report.added, report.removed, report.catalog_rows) == (1, 0, 1)
+    assert catalog.get(f"{DS2}@weekly").project_id == "p2"
+    assert catalog.count() == 5
+    clock.advance(60)
+    assert catalog.reconcile([], DS2).removed == 2
+    assert catalog.count() == 3
