@@ -20,10 +20,13 @@ from oslo_log import log as logging
 from cinder_zfs_ocfs2 import export, options, transport
 from cinder_zfs_ocfs2.operations import specs
 from cinder_zfs_ocfs2.operations.batching import SnapshotBatcher
-from cinder_zfs_ocfs2.operations.volumes import GiB, VolumeOperations
+from cinder_zfs_ocfs2.operations.manage import ManageOperations
+from cinder_zfs_ocfs2.operations.manage import size_gb as manage_size_gb
+from cinder_zfs_ocfs2.operations.volumes import GiB, VolumeOperations, is_internal
 from cinder_zfs_ocfs2.zfs import errors
 from cinder_zfs_ocfs2.zfs.client import ZFSClient
-from cinder_zfs_ocfs2.zfs.names import NameSpace
+from cinder_zfs_ocfs2.zfs.names import NameSpace, snapshot_id_of
+from cinder_zfs_ocfs2.zfs.types import PROP_VOLUME_ID
 
 LOG = logging.getLogger(__name__)
 
@@ -99,6 +102,7 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
             self.zfs, names, defaults, backend=self.backend_name,
             max_clone_depth=conf.zfs_max_clone_depth,
             promote_on_delete=conf.zfs_promote_newest_clone_on_delete)
+        self.manage = ManageOperations(self.ops)
         self.batcher = SnapshotBatcher(self.ops.create_snapshots,
                                        conf.zfs_snapshot_batch_window_ms)
         self.target_driver = export.target_driver_for(
@@ -130,11 +134,12 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
             return specs.volume_spec(extra, self.ops.defaults)
 
     def _volume_name(self, volume) -> str:
-        return self.ops.names.volume(volume.project_id, volume.id)
+        # name_id: after a migration the backend object may carry the other volume's id.
+        return self.ops.names.volume(volume.project_id, volume.name_id)
 
     def _snapshot_name(self, snapshot) -> str:
         # The dataset lives under the volume's project, whoever took the snapshot.
-        volume_name = self.ops.names.volume(snapshot.volume.project_id, snapshot.volume_id)
+        volume_name = self._volume_name(snapshot.volume)
         return self.ops.names.snapshot(volume_name, snapshot.id)
 
     def _device_path(self, volume) -> str:
@@ -145,13 +150,13 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
     def create_volume(self, volume):
         spec = self._spec(volume)
         with cinder_errors(f"create volume {volume.id}"):
-            self.ops.create_volume(volume.project_id, volume.id, volume.size, spec)
+            self.ops.create_volume(volume.project_id, volume.name_id, volume.size, spec)
 
     def delete_volume(self, volume):
         with cinder_errors(f"delete volume {volume.id}",
                            busy=lambda m: exception.VolumeIsBusy(volume_name=f"{volume.id} "
                                                                  f"({m})")):
-            self.ops.delete_volume(volume.project_id, volume.id)
+            self.ops.delete_volume(volume.project_id, volume.name_id)
 
     def extend_volume(self, volume, new_size):
         with cinder_errors(f"extend volume {volume.id}"):
@@ -162,18 +167,18 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
         spec = self._spec(volume)
         with cinder_errors(f"create volume {volume.id} from snapshot {snapshot.id}"):
             self.ops.create_volume_from_snapshot(self._snapshot_name(snapshot),
-                                                 volume.project_id, volume.id, volume.size,
-                                                 spec)
+                                                 volume.project_id, volume.name_id,
+                                                 volume.size, spec)
 
     def create_cloned_volume(self, volume, src_vref):
         spec = self._spec(volume)
         with cinder_errors(f"clone volume {src_vref.id} into {volume.id}"):
             self.ops.create_cloned_volume(self._volume_name(src_vref), volume.project_id,
-                                          volume.id, volume.size, spec)
+                                          volume.name_id, volume.size, spec)
 
     def revert_to_snapshot(self, context, volume, snapshot):
         with cinder_errors(f"revert volume {volume.id} to snapshot {snapshot.id}"):
-            self.ops.revert(volume.project_id, volume.id, self._snapshot_name(snapshot))
+            self.ops.revert(volume.project_id, volume.name_id, self._snapshot_name(snapshot))
 
     def snapshot_revert_use_temp_snapshot(self):
         # A ZFS revert loses nothing with dependents, and a temp snapshot would be one more
@@ -191,6 +196,126 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
                            busy=lambda m: exception.SnapshotIsBusy(snapshot_name=f"{snapshot.id} "
                                                                    f"({m})")):
             self.ops.delete_snapshot(self._snapshot_name(snapshot))
+
+    # -- manage / unmanage / transfer / retype / migration ------------------------------------
+
+    def manage_existing_get_size(self, volume, existing_ref):
+        with cinder_errors(f"manage {existing_ref}"):
+            return self.manage.volume_size(existing_ref)
+
+    def manage_existing(self, volume, existing_ref):
+        self._spec(volume)  # a bad volume type fails before anything is renamed
+        with cinder_errors(f"manage {existing_ref}"):
+            self.manage.adopt_volume(existing_ref, volume.project_id, volume.name_id)
+
+    def unmanage(self, volume):
+        with cinder_errors(f"unmanage volume {volume.id}"):
+            self.manage.release_volume(self._volume_name(volume))
+
+    def manage_existing_snapshot_get_size(self, snapshot, existing_ref):
+        with cinder_errors(f"manage snapshot {existing_ref}"):
+            return self.manage.snapshot_size(self._volume_name(snapshot.volume), existing_ref)
+
+    def manage_existing_snapshot(self, snapshot, existing_ref):
+        with cinder_errors(f"manage snapshot {existing_ref}"):
+            self.manage.adopt_snapshot(self._volume_name(snapshot.volume), existing_ref,
+                                       snapshot.id)
+
+    def unmanage_snapshot(self, snapshot):
+        # The snapshot stays on the pool under its name; a later volume delete refuses to
+        # destroy it (it is not hidden), so nothing Cinder forgot is lost.
+        LOG.info("Unmanaged snapshot %s; it stays on the pool as %s", snapshot.id,
+                 self._snapshot_name(snapshot))
+
+    def get_manageable_volumes(self, cinder_volumes, marker, limit, offset, sort_keys,
+                               sort_dirs):
+        managed = {v.name_id: v.id for v in cinder_volumes}
+        exported = self._exported_names()
+        entries = []
+        with cinder_errors("list manageable volumes"):
+            candidates = self.manage.candidates()
+        for zvol in candidates:
+            owner = zvol.user_props.get(PROP_VOLUME_ID)
+            cinder_id = managed.get(owner) if owner else None
+            reason = None
+            if cinder_id:
+                reason = "already managed"
+            elif zvol.name.rpartition("/")[2] in exported:
+                reason = "exported (in use)"
+            entries.append({
+                "reference": {"source-name": zvol.name[len(self.ops.names.root) + 1:]},
+                "size": manage_size_gb(zvol.volsize),
+                "safe_to_manage": reason is None, "reason_not_safe": reason,
+                "cinder_id": cinder_id, "extra_info": None})
+        return volume_utils.paginate_entries_list(entries, marker, limit, offset, sort_keys,
+                                                  sort_dirs)
+
+    def get_manageable_snapshots(self, cinder_snapshots, marker, limit, offset, sort_keys,
+                                 sort_dirs):
+        managed = {s.id for s in cinder_snapshots}
+        entries = []
+        with cinder_errors("list manageable snapshots"):
+            volumes = {v.name: v for v in self.manage.candidates()}
+            snapshots = self.zfs.list_snapshots(self.ops.names.root)
+        for snap in snapshots:
+            volume = volumes.get(snap.dataset)
+            if volume is None or is_internal(snap):
+                continue
+            sid = snapshot_id_of(snap.name)
+            cinder_id = sid if sid in managed else None
+            entries.append({
+                "reference": {"source-name": snap.short_name},
+                "size": manage_size_gb(volume.volsize),
+                "safe_to_manage": cinder_id is None,
+                "reason_not_safe": "already managed" if cinder_id else None,
+                "cinder_id": cinder_id, "extra_info": None,
+                "source_reference": {"source-name": volume.name.rpartition("/")[2]}})
+        return volume_utils.paginate_entries_list(entries, marker, limit, offset, sort_keys,
+                                                  sort_dirs)
+
+    def _exported_names(self) -> set[str]:
+        """Last name components (volume-<id>) of zvols with an iSCSI target."""
+        prefix = self.configuration.safe_get("target_prefix") or ""
+        list_targets = getattr(self.target_driver, "_get_targets", None)  # LIO helpers
+        if list_targets is None:
+            return set()
+        try:
+            out = list_targets()
+        except Exception as exc:  # listing must not fail because the target tool did
+            LOG.warning("Cannot list iSCSI targets to mark exported zvols: %s", exc)
+            return set()
+        return {line.strip()[len(prefix):] for line in (out or "").splitlines()
+                if line.strip().startswith(prefix)}
+
+    def accept_transfer(self, context, volume, new_user, new_project):
+        # The zvol lives under its project's dataset: move it with the volume.
+        with cinder_errors(f"transfer volume {volume.id} to project {new_project}"):
+            self.manage.transfer(self._volume_name(volume), new_project, volume.name_id)
+
+    def retype(self, context, volume, new_type, diff, host):
+        if volume_utils.extract_host(host["host"], "backend") != \
+                volume_utils.extract_host(volume.host, "backend"):
+            return False, None  # another backend: Cinder migrates
+        old = self._spec(volume)
+        with cinder_errors(f"retype volume {volume.id}"):
+            new = specs.volume_spec(new_type.get("extra_specs") or {}, self.ops.defaults)
+            if new.volblocksize != old.volblocksize:
+                return False, None  # fixed at creation: needs a migration (a new zvol)
+            self.ops.apply_spec(self._volume_name(volume), old, new)
+        return True, None
+
+    def update_migrated_volume(self, ctxt, volume, new_volume, original_volume_status):
+        # Take the original name back when it is free, so the dataset keeps matching the id.
+        original = self._volume_name(volume)
+        current = self._volume_name(new_volume)
+        try:
+            if self.zfs.exists(original):
+                return {"_name_id": new_volume.name_id}
+            self.manage.rename_volume(current, original)
+        except errors.ZFSError as exc:
+            LOG.warning("Keeping migrated volume %s as %s: %s", volume.id, current, exc)
+            return {"_name_id": new_volume.name_id}
+        return {"_name_id": None}
 
     # -- groups: consistent group snapshots are one ZFS call ---------------------------------
 
@@ -245,8 +370,8 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
                 self.create_volume_from_snapshot(volume, snapshot)
         else:
             by_id = {v.id: v for v in source_vols}
-            requests = [(self._volume_name(by_id[v.source_volid]), v.project_id, v.id, v.size,
-                         self._spec(v)) for v in volumes]
+            requests = [(self._volume_name(by_id[v.source_volid]), v.project_id, v.name_id,
+                         v.size, self._spec(v)) for v in volumes]
             with cinder_errors(f"create group {group.id} from group {source_group.id}"):
                 self.ops.create_cloned_volumes(requests)
         return None, None

@@ -77,6 +77,9 @@ class VolumeOperations:
             LOG.info("Creating dataset %s", dataset)
             self._create_parent(dataset)
 
+    def ensure_tenant(self, project_id: str) -> None:
+        self._create_parent(self.names.tenant(project_id))
+
     def _create_parent(self, dataset: str) -> None:
         try:
             self.zfs.create_filesystem(dataset)
@@ -92,7 +95,7 @@ class VolumeOperations:
     def create_volume(self, project_id: str, volume_id: str, size_gb: int,
                       spec: VolumeSpec) -> str:
         name = self.names.volume(project_id, volume_id)
-        self._create_parent(self.names.tenant(project_id))
+        self.ensure_tenant(project_id)
         props = {**spec.zfs_properties(), **self._owner_props(project_id, volume_id)}
         self.zfs.create_volume(name, round_up(size_gb * GiB, spec.volblocksize),
                                sparse=spec.sparse, volblocksize=spec.volblocksize,
@@ -105,6 +108,16 @@ class VolumeOperations:
         if size < volume.volsize:
             raise errors.InvalidArgument(f"{name}: cannot shrink from {volume.volsize} to {size}")
         self.zfs.set_properties(name, {"volsize": str(size)})
+
+    def apply_spec(self, name: str, old: VolumeSpec, new: VolumeSpec) -> None:
+        """Retype in place: what a zvol can change after creation."""
+        updates = {}
+        if new.compression != old.compression:
+            updates["compression"] = new.compression  # applies to data written from now on
+        if new.sparse != old.sparse:
+            updates["refreservation"] = "none" if new.sparse else "auto"
+        if updates:
+            self.zfs.set_properties(name, updates)
 
     def delete_volume(self, project_id: str, volume_id: str) -> None:
         name = self.names.volume(project_id, volume_id)
@@ -260,7 +273,7 @@ class VolumeOperations:
                 LOG.info("Clone chain would be %d deep (zfs_max_clone_depth %d): making %s "
                          "independent", depth, self.max_clone_depth, name)
                 mode = "independent"
-        self._create_parent(self.names.tenant(project_id))
+        self.ensure_tenant(project_id)
         props = {**spec.zfs_properties(), **self._owner_props(project_id, volume_id)}
         if mode == "linked":
             self.zfs.clone(snapshot, name, props)
