@@ -1,5 +1,7 @@
 """cinder-zfs-catalog: search, report on and reconcile the snapshot catalog.
 
+Subcommands: search, nearest, dependents, report, reconcile, verify.
+
 Reads cinder.conf like cinder-manage (--config-file, default /etc/cinder/cinder.conf); the
 backend section (--backend, or the only one in enabled_backends) gives zfs_catalog_connection
 and zfs_root_dataset. --connection URL overrides the catalog's location. Tables for people,
@@ -188,6 +190,18 @@ def cmd_nearest(catalog: Catalog, args: argparse.Namespace, _conf, _backend) -> 
     return 0 if entry else 1
 
 
+def cmd_dependents(catalog: Catalog, args: argparse.Namespace, _conf, _backend) -> int:
+    if (args.name is None) == (args.guid is None):
+        raise UsageError("dependents needs exactly one of --name and --guid")
+    deps = catalog.dependents(args.name, guid=args.guid)
+    what = args.name or f"guid {args.guid}"
+    _emit(args, {"snapshot": args.name, "guid": None if args.guid is None else str(args.guid),
+                 "dependents": deps},
+          table(("DEPENDENT DATASET",), [(d,) for d in deps]) if deps
+          else f"no clones of {what}")
+    return 0
+
+
 def cmd_report(catalog: Catalog, args: argparse.Namespace, _conf, _backend) -> int:
     rows = ([catalog.project_usage(args.project)] if args.project
             else catalog.usage_by_project())
@@ -279,6 +293,12 @@ def build_parser() -> argparse.ArgumentParser:
                    choices=("creating", "available", "hidden", "deleting", "missing"),
                    help="only these states (repeatable)")
     p.set_defaults(func=cmd_nearest)
+
+    p = sub.add_parser("dependents", parents=[common],
+                       help="datasets cloned from a snapshot (clone edges)")
+    p.add_argument("--name", help="full ZFS snapshot name")
+    p.add_argument("--guid", type=int, help="ZFS guid of the snapshot (decimal)")
+    p.set_defaults(func=cmd_dependents)
 
     p = sub.add_parser("report", parents=[common], help="snapshot counts and bytes per tenant")
     p.add_argument("--project", help="one tenant only")

@@ -116,6 +116,18 @@ def test_nearest(conf_file, fake_pool, capsys):
     assert code == 1 and "no snapshot" in out
 
 
+def test_dependents(conf_file, fake_pool, capsys):
+    fake_pool.snapshots.append(snap(DS, "origin", guid=400, clones=[volume_ds("p1", uid(5))]))
+    run(capsys, "reconcile", "--config-file", conf_file)
+    code, out, _ = run(capsys, "dependents", "--config-file", conf_file, "--guid", "400",
+                       "--json")
+    assert code == 0 and json.loads(out)["dependents"] == [volume_ds("p1", uid(5))]
+    code, out, _ = run(capsys, "dependents", "--config-file", conf_file, "--name",
+                       f"{DS}@snapshot-{uid(10)}")
+    assert code == 0 and "no clones" in out
+    assert run(capsys, "dependents", "--config-file", conf_file)[0] == 2
+
+
 def test_report(conf_file, fake_pool, capsys):
     run(capsys, "reconcile", "--config-file", conf_file)
     code, out, _ = run(capsys, "report", "--config-file", conf_file)
