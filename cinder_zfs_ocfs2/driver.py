@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import time
 
 from cinder import exception, interface
 from cinder.objects import fields
 from cinder.volume import driver, volume_utils
+from oslo_config import cfg
 from oslo_log import log as logging
 
 from cinder_zfs_ocfs2 import export, options, transport
@@ -29,6 +31,7 @@ from cinder_zfs_ocfs2.zfs.names import NameSpace, snapshot_id_of
 from cinder_zfs_ocfs2.zfs.types import PROP_VOLUME_ID
 
 LOG = logging.getLogger(__name__)
+CONF = cfg.CONF
 
 
 @contextlib.contextmanager
@@ -101,13 +104,26 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
         self.ops = VolumeOperations(
             self.zfs, names, defaults, backend=self.backend_name,
             max_clone_depth=conf.zfs_max_clone_depth,
-            promote_on_delete=conf.zfs_promote_newest_clone_on_delete)
+            promote_on_delete=conf.zfs_promote_newest_clone_on_delete,
+            catalog=self._open_catalog())
         self.manage = ManageOperations(self.ops)
         self.batcher = SnapshotBatcher(self.ops.create_snapshots,
                                        conf.zfs_snapshot_batch_window_ms)
         self.target_driver = export.target_driver_for(
             conf, self._execute, self.transport, conf.zfs_agent_mode, self.target_mapping)
         self.protocol = (self.target_driver.storage_protocol or self.target_driver.protocol)
+
+    def _open_catalog(self):
+        from cinder_zfs_ocfs2.catalog import Catalog, default_url
+
+        url = self.configuration.zfs_catalog_connection or default_url(
+            CONF.state_path, self.backend_name)
+        try:
+            return Catalog.from_url(url)
+        except Exception as exc:
+            raise exception.VolumeBackendAPIException(
+                data=f"cannot open the snapshot catalog ({exc}); check "
+                     f"zfs_catalog_connection") from exc
 
     def check_for_setup_error(self):
         with cinder_errors("storage node check"):
@@ -120,6 +136,7 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
             self.ops.ensure_root(self.configuration.zfs_create_root_dataset)
             self.ops.repair()
             reclaimed = self.ops.reclaim()
+        self.ops.index.reconcile("start-up")
         LOG.info("ZFS backend %s ready: OpenZFS %s, root %s, pool %s %s, %d hidden volumes "
                  "reclaimed", self.backend_name, version.get("zfs"), self.ops.names.root,
                  pool.name, pool.health, reclaimed)
@@ -418,6 +435,10 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
         conf = self.configuration
         with cinder_errors("capacity"):
             capacity = self.ops.capacity()
+        interval = conf.zfs_catalog_reconcile_interval
+        if interval and time.monotonic() - self.ops.index.last_reconcile > interval:
+            self.ops.reclaim()
+            self.ops.index.reconcile("periodic")
         self._stats = {
             "volume_backend_name": self.backend_name,
             "vendor_name": self.VENDOR,
@@ -433,6 +454,7 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
             "multiattach": True,
             "online_extend_support": True,
             "total_volumes": capacity["total_volumes"],
+            "total_snapshots": self.ops.index.count(),
             "location_info": f"ZFSOCFS2Driver:{socket.gethostname()}:{self.ops.names.root}",
             "sparse_copy_volume": True,
             "QoS_support": False,

@@ -286,9 +286,14 @@ class NodeOperations:
         (prop,) = _check_props({property: ""})
         self._run(["zfs", "inherit", prop, name], name)
 
-    def list(self, name: str, types: list, properties: list, depth: int | None = None) -> list:
-        """Rows of {property: raw string} under ``name`` (recursive unless ``depth``)."""
-        self._check(name, allow_root=True)
+    def list(self, name, types: list, properties: list, depth: int | None = None) -> list:
+        """Rows of {property: raw string} under ``name`` (recursive unless ``depth``).
+
+        ``name`` may be a list of names, listed in one command (e.g. a batch of snapshots).
+        """
+        targets = name if isinstance(name, list) else [name]
+        for target in _check_list(targets, "name"):
+            self._check(target, allow_root=True)
         kinds = _check_list(types, "types")
         if not set(kinds) <= {"filesystem", "volume", "snapshot"}:
             raise errors.InvalidArgument(f"invalid types {kinds!r}")
@@ -300,7 +305,7 @@ class NodeOperations:
             argv += ["-d", str(depth)]
         else:
             raise errors.InvalidArgument(f"invalid depth {depth!r}")
-        out = self._run(argv + [name], name)
+        out = self._run(argv + targets, targets[0])
         return [dict(zip(props, line.split("\t"), strict=True))
                 for line in out.splitlines() if line]
 

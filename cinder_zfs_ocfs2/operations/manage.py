@@ -75,6 +75,7 @@ class ManageOperations:
         if source != target:
             self.ops.ensure_tenant(project_id)
             self.zfs.rename(source, target)
+            self.ops.index.dataset_renamed(source, target)
         self.zfs.set_properties(target, {PROP_VOLUME_ID: volume_id, PROP_PROJECT_ID: project_id,
                                          PROP_BACKEND: self.ops.backend})
         LOG.info("Managed %s as %s", source, target)
@@ -105,11 +106,14 @@ class ManageOperations:
         target = self.names.snapshot(volume_name, snapshot_id)
         if source != target:
             self.zfs.rename(source, target)
+            self.ops.index.deleted(source)
+            self.ops.index.created([target])
         LOG.info("Managed snapshot %s as %s", source, target)
         return target
 
     def rename_volume(self, name: str, new_name: str) -> None:
         self.zfs.rename(name, new_name)
+        self.ops.index.dataset_renamed(name, new_name)
         volume_id = volume_id_of(new_name)
         if volume_id:
             self.zfs.set_properties(new_name, {PROP_VOLUME_ID: volume_id})
@@ -120,5 +124,6 @@ class ManageOperations:
         if target != name:
             self.ops.ensure_tenant(project_id)
             self.zfs.rename(name, target)
+            self.ops.index.dataset_renamed(name, target)
         self.zfs.set_properties(target, {PROP_PROJECT_ID: project_id})
         return target

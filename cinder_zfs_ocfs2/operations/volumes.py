@@ -18,6 +18,7 @@ import secrets
 
 from oslo_log import log as logging
 
+from cinder_zfs_ocfs2.operations.catalog_sync import CatalogSync
 from cinder_zfs_ocfs2.operations.specs import VolumeSpec, round_up
 from cinder_zfs_ocfs2.zfs import errors
 from cinder_zfs_ocfs2.zfs.client import ZFSClient
@@ -56,8 +57,10 @@ def is_driver_made(snapshot: Snapshot) -> bool:
 
 class VolumeOperations:
     def __init__(self, client: ZFSClient, names: NameSpace, defaults: VolumeSpec,
-                 backend: str, max_clone_depth: int = 5, promote_on_delete: bool = False):
+                 backend: str, max_clone_depth: int = 5, promote_on_delete: bool = False,
+                 catalog=None):
         self.zfs = client
+        self.index = CatalogSync(catalog, client, names.root, backend)
         self.names = names
         self.defaults = defaults
         self.backend = backend
@@ -141,6 +144,7 @@ class VolumeOperations:
             pinned = self._promote_newest_clone(name, pinned)
         if not pinned:
             self.zfs.destroy(name, recursive=True)
+            self.index.dataset_destroyed(name)
             LOG.info("Destroyed volume %s", name)
             self._origin_released(origin)
             return
@@ -153,6 +157,7 @@ class VolumeOperations:
         heir = max(clones, key=lambda v: v.creation).name
         LOG.info("Promoting %s so deleted volume %s stops pinning space", heir, name)
         self.zfs.promote(heir)
+        self.index.reconcile("promote")
         self._prune_internal(heir)
         return [s for s in self.zfs.list_snapshots(name, depth=1) if s.clones]
 
@@ -163,6 +168,7 @@ class VolumeOperations:
         trash = self.names.trash(volume_id, secrets.token_hex(4))
         self.zfs.set_properties(name, {PROP_HIDDEN: "true"})
         self.zfs.rename(name, trash)
+        self.index.dataset_renamed(name, trash)
         LOG.info("Volume %s has clones; hidden as %s until they are gone", name, trash)
 
     def _destroy_quietly(self, snapshot: str) -> bool:
@@ -174,6 +180,7 @@ class VolumeOperations:
         except errors.Busy as exc:  # a clone or a hold appeared meanwhile
             LOG.info("Keeping %s: %s", snapshot, exc)
             return False
+        self.index.deleted(snapshot)
         return True
 
     def _prune_internal(self, dataset: str) -> list[Snapshot]:
@@ -207,7 +214,9 @@ class VolumeOperations:
                 return False
             origin = self.zfs.get_volume(dataset).origin
             self.zfs.destroy(dataset, recursive=True)
+            self.index.dataset_destroyed(dataset)
         except errors.NotFound:
+            self.index.dataset_destroyed(dataset)
             return True
         except errors.Busy as exc:
             LOG.info("Hidden volume %s still pinned: %s", dataset, exc)
@@ -230,24 +239,35 @@ class VolumeOperations:
                          group_snapshot_id: str | None = None) -> None:
         """One ZFS call for all: one txg, all-or-nothing."""
         props = {PROP_GROUP_SNAPSHOT_ID: group_snapshot_id} if group_snapshot_id else None
-        self.zfs.snapshot(snapshot_names, props)
+        self.index.creating(snapshot_names, group_snapshot_id)
+        try:
+            self.zfs.snapshot(snapshot_names, props)
+        except errors.ZFSError:
+            self.index.failed(snapshot_names)
+            raise
+        self.index.created(snapshot_names)
 
     def delete_snapshot(self, name: str) -> None:
         try:
             snapshot = self.zfs.get_snapshot(name)
         except errors.NotFound:
             LOG.warning("Snapshot %s is already gone; counting it as deleted", name)
+            self.index.deleted(name)
             return
+        self.index.deleting(name)
         if not snapshot.clones:
             try:
                 self.zfs.destroy(name)
+                self.index.deleted(name)
                 return
             except errors.NotFound:
+                self.index.deleted(name)
                 return
             except errors.HasDependents:
                 pass  # a clone appeared since the listing: hide it instead
         self.zfs.set_properties(name, {PROP_HIDDEN: "true"})
         self.zfs.destroy(name, defer=True)
+        self.index.hidden(name)
         LOG.info("Snapshot %s has clones; hidden, destroyed by ZFS when the last goes", name)
 
     # -- clones ----------------------------------------------------------------------------
@@ -325,7 +345,7 @@ class VolumeOperations:
         ``requests``: (source dataset, project id, new volume id, size in GiB, spec).
         """
         temps = [self.names.clone_snapshot(src, vid) for src, _, vid, _, _ in requests]
-        self.zfs.snapshot(temps)
+        self.create_snapshots(temps)
         made: list[str] = []
         try:
             for temp, (_, project_id, volume_id, size_gb, spec) in zip(temps, requests,
@@ -379,6 +399,7 @@ class VolumeOperations:
         self.zfs.clone(snapshot, scratch, props)
         self.zfs.promote(scratch)
         self._swap_in(name, scratch, volume_id)
+        self.index.reconcile("revert by clone-and-swap")
 
     def _swap_in(self, name: str, scratch: str, volume_id: str) -> None:
         trash = self.names.trash(volume_id, secrets.token_hex(4))

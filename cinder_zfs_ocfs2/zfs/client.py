@@ -117,7 +117,7 @@ class ZFSClient:
 
     # -- listing ---------------------------------------------------------------------------
 
-    def list_rows(self, name: str, types: list[str], properties: tuple[str, ...],
+    def list_rows(self, name: str | list[str], types: list[str], properties: tuple[str, ...],
                   depth: int | None = None) -> list[dict]:
         return self._call("list", name=name, types=list(types), properties=list(properties),
                           depth=depth)
@@ -135,6 +135,13 @@ class ZFSClient:
         if not rows:
             raise errors.NotFound(f"snapshot {name} does not exist", name)
         return parse_snapshot(rows[0])
+
+    def get_snapshots(self, names: list[str]) -> list[Snapshot]:
+        """Several named snapshots in one listing (those that exist)."""
+        if not names:
+            return []
+        return [parse_snapshot(r) for r in self.list_rows(list(names), ["snapshot"],
+                                                          SNAPSHOT_PROPS, depth=0)]
 
     def get_volume(self, name: str) -> Volume:
         rows = self.list_rows(name, ["volume"], VOLUME_PROPS, depth=0)

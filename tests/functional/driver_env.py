@@ -83,7 +83,7 @@ class FakeCinderDB:
 
 
 @pytest.fixture
-def make_driver(node, dataset, agent_key):
+def make_driver(node, dataset, agent_key, tmp_path):
     """Build a ZFSOCFS2Driver in ssh mode, rooted at <dataset>/cinder, set up and checked."""
     from cinder import context as cinder_context
     from cinder import objects
@@ -96,6 +96,7 @@ def make_driver(node, dataset, agent_key):
 
     objects.register_all()
     made = []
+    catalog_dir = tmp_path
 
     def factory(**overrides):
         group = f"zfs_ft_{uuid.uuid4().hex[:8]}"
@@ -107,7 +108,9 @@ def make_driver(node, dataset, agent_key):
                         zfs_ssh_private_key=str(agent_key),
                         zfs_ssh_known_hosts_file=str(node.known_hosts),
                         target_helper="lioadm", target_ip_address="127.0.0.1",
-                        volume_backend_name="zfs-ft")
+                        volume_backend_name="zfs-ft",
+                        # one catalog per test dataset, shared by "restarted" drivers
+                        zfs_catalog_connection=f"sqlite:///{catalog_dir}/catalog.sqlite")
         settings.update(overrides)
         for key, value in settings.items():
             cfg.CONF.set_override(key, value, group=group)

@@ -1,0 +1,99 @@
+"""Write-through from the lifecycle operations into the snapshot catalog.
+
+The pool is the truth and the catalog an index over it: a catalog failure is logged and never
+fails a Cinder operation (reconciliation repairs the index). An intent row goes in before a
+snapshot is made, the pool's values after; a crash in between leaves an intent that the next
+reconciliation resolves.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+
+from oslo_log import log as logging
+
+from cinder_zfs_ocfs2.zfs.client import ZFSClient
+from cinder_zfs_ocfs2.zfs.names import snapshot_id_of, volume_id_of
+
+LOG = logging.getLogger(__name__)
+
+
+def _best_effort(method):
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        if self.catalog is None:
+            return None
+        try:
+            return method(self, *args, **kwargs)
+        except Exception as exc:  # the index must never fail the operation on the pool
+            LOG.warning("Snapshot catalog update %s failed (%s); the next reconciliation "
+                        "repairs it", method.__name__, exc)
+            return None
+    return wrapper
+
+
+class CatalogSync:
+    def __init__(self, catalog, zfs: ZFSClient, root: str, backend: str):
+        self.catalog = catalog
+        self.zfs = zfs
+        self.root = root
+        self.backend = backend
+        self.last_reconcile = 0.0
+
+    @_best_effort
+    def creating(self, snapshot_names: list[str], group_snapshot_id: str | None) -> None:
+        from cinder_zfs_ocfs2.catalog import Intent
+
+        intents = []
+        for name in snapshot_names:
+            dataset = name.partition("@")[0]
+            project = dataset[len(self.root) + 1:].partition("/")[0]
+            intents.append(Intent(name, snapshot_id_of(name), volume_id_of(dataset), project,
+                                  group_snapshot_id, self.backend))
+        self.catalog.begin_snapshots(intents)
+
+    @_best_effort
+    def created(self, snapshot_names: list[str]) -> None:
+        self.catalog.snapshots_created(self.zfs.get_snapshots(snapshot_names), root=self.root,
+                                       backend=self.backend)
+
+    @_best_effort
+    def failed(self, snapshot_names: list[str]) -> None:
+        for name in snapshot_names:
+            self.catalog.abandon_snapshot(name)
+
+    @_best_effort
+    def deleting(self, name: str) -> None:
+        self.catalog.begin_delete(name)
+
+    @_best_effort
+    def deleted(self, name: str) -> None:
+        self.catalog.snapshot_deleted(name)
+
+    @_best_effort
+    def hidden(self, name: str) -> None:
+        self.catalog.snapshot_hidden(name)
+
+    @_best_effort
+    def dataset_destroyed(self, dataset: str) -> None:
+        self.catalog.dataset_destroyed(dataset)
+
+    @_best_effort
+    def dataset_renamed(self, old: str, new: str) -> None:
+        project = new[len(self.root) + 1:].partition("/")[0]
+        self.catalog.dataset_renamed(old, new, project_id=project)
+
+    @_best_effort
+    def reconcile(self, reason: str):
+        """One scoped listing of the root applied as a diff (after promote, at start-up)."""
+        listed_at = time.time()
+        report = self.catalog.reconcile(self.zfs.list_snapshots(self.root), self.root,
+                                        backend=self.backend, listed_at=listed_at)
+        self.last_reconcile = time.monotonic()
+        LOG.info("Snapshot catalog reconciled (%s): %s", reason, report.to_dict())
+        return report
+
+    @_best_effort
+    def count(self) -> int:
+        return self.catalog.count(backend=self.backend)
