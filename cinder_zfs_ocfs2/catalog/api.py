@@ -191,7 +191,12 @@ class Catalog:
     @classmethod
     def from_url(cls, url: str, *, upgrade: bool = True,
                  clock: Callable[[], float] = time.time, **engine_kwargs) -> Catalog:
-        """Open (and by default create or upgrade) the catalog at an SQLAlchemy URL."""
+        """Open (and by default create or upgrade) the catalog at an SQLAlchemy URL.
+
+        ``sqlite:///<file>``: WAL, busy_timeout, writers BEGIN IMMEDIATE (threads of one
+        process, or a few processes on one host). ``sqlite://`` (memory) shares one connection:
+        for tests and one thread only. MySQL/PostgreSQL URLs: pre-pinged pooled connections.
+        """
         parsed = sa.engine.make_url(url)
         if parsed.get_backend_name() == "sqlite":
             if parsed.database in (None, "", ":memory:"):

@@ -80,3 +80,20 @@ def test_offline_sql_renders(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "CREATE TABLE zfs_snapshots" in out
     assert "zfs_catalog_alembic_version" in out
+
+
+def test_sqlite_writers_take_the_lock_up_front(catalog):
+    from sqlalchemy import event
+
+    begins = []
+
+    @event.listens_for(catalog.engine, "before_cursor_execute")
+    def _seen(conn, cursor, statement, params, context, executemany):
+        if statement.startswith("BEGIN"):
+            begins.append(statement)
+
+    catalog.begin_snapshot("tank/cinder/p/volume-x@manual", snapshot_id=None, volume_id=None,
+                           project_id="p")
+    catalog.list_by_project("p")
+    assert begins[0] == "BEGIN IMMEDIATE"   # the write
+    assert begins[-1] == "BEGIN"            # the read does not block writers
