@@ -18,6 +18,7 @@ import datetime
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import NamedTuple
 
 import sqlalchemy as sa
 from oslo_log import log as logging
@@ -55,9 +56,8 @@ def to_epoch(value: TimeLike) -> float:
     return float(value)
 
 
-@dataclasses.dataclass(frozen=True)
-class SnapshotEntry:
-    """One catalog row. Field order = column order of FIELDS."""
+class SnapshotEntry(NamedTuple):
+    """One catalog row. A named tuple: built straight from a result row, no per-field work."""
 
     id: int
     zfs_name: str
@@ -83,14 +83,15 @@ class SnapshotEntry:
         return datetime.datetime.fromtimestamp(self.creation, datetime.timezone.utc)
 
     def to_dict(self) -> dict:
-        out = dataclasses.asdict(self)
+        out = self._asdict()
+        out["defer_destroy"] = bool(self.defer_destroy)
         # Decimal string: guids use 64 bits, beyond what JSON readers like jq or JS keep exact.
         out["guid"] = None if self.guid is None else str(self.guid)
         out["created_at"] = self.created_at.isoformat()
         return out
 
 
-FIELDS = tuple(f.name for f in dataclasses.fields(SnapshotEntry))
+FIELDS = SnapshotEntry._fields
 _COLS = [S.c[f] for f in FIELDS]
 
 
@@ -145,8 +146,17 @@ def _like_prefix(prefix: str) -> str:
     return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
-def _scope(column: sa.ColumnElement, root: str) -> sa.ColumnElement:
-    """Names in ``root``: a superset on case-insensitive LIKE; callers filter with in_root."""
+def _scope(column: sa.ColumnElement, root: str, dialect: str) -> sa.ColumnElement:
+    """Names in ``root``: the root's snapshots and everything below it.
+
+    Where names compare bytewise (SQLite's BINARY, MySQL's utf8mb4_bin) a range seeks the
+    unique index: '0' and 'A' follow '/' and '@'. Elsewhere (PostgreSQL's locale collations
+    order punctuation differently) LIKE, a superset where it ignores case; callers filter
+    with derive.in_root either way.
+    """
+    if dialect in ("sqlite", "mysql", "mariadb"):
+        return sa.or_(sa.and_(column >= root + "/", column < root + "0"),
+                      sa.and_(column >= root + "@", column < root + "A"))
     return sa.or_(column.like(_like_prefix(root + "/"), escape="\\"),
                   column.like(_like_prefix(root + "@"), escape="\\"))
 
@@ -485,11 +495,13 @@ class Catalog:
         listed_at = now if listed_at is None else listed_at
         cols = [S.c.id, S.c.zfs_name, S.c.updated_at] + [S.c[k] for k in
                                                          reconcile_mod.COMPARED]
+        dialect = self.engine.dialect.name
         with self._read() as conn:
             rows = [r for r in conn.execute(sa.select(*cols).where(
-                _scope(S.c.zfs_name, root))).mappings() if derive.in_root(r["zfs_name"], root)]
+                _scope(S.c.zfs_name, root, dialect))).mappings()
+                if derive.in_root(r["zfs_name"], root)]
             edge_rows = [e for e in conn.execute(sa.select(E).where(
-                _scope(E.c.origin_name, root))).mappings()
+                _scope(E.c.origin_name, root, dialect))).mappings()
                 if derive.in_root(e["origin_name"], root)]
         plan, report = reconcile_mod.plan(snapshots, root, rows, edge_rows, now=now,
                                           listed_at=listed_at, stale_after=stale_after,
@@ -553,13 +565,13 @@ class Catalog:
     def get(self, zfs_name: str) -> SnapshotEntry | None:
         with self._read() as conn:
             row = conn.execute(sa.select(*_COLS).where(S.c.zfs_name == zfs_name)).first()
-        return SnapshotEntry(*row) if row else None
+        return SnapshotEntry._make(row) if row else None
 
     def by_guid(self, guid: int) -> list[SnapshotEntry]:
         with self._read() as conn:
             rows = conn.execute(sa.select(*_COLS).where(S.c.guid == int(guid))
                                 .order_by(S.c.id)).all()
-        return [SnapshotEntry(*r) for r in rows]
+        return [SnapshotEntry._make(r) for r in rows]
 
     def list_by_project(self, project_id: str, limit: int = 100,
                         after: str | None = None) -> Page:
@@ -589,7 +601,7 @@ class Catalog:
         if limit < 1:
             raise ValueError("limit must be >= 1")
         with self._read() as conn:
-            rows = [SnapshotEntry(*r) for r in conn.execute(stmt)]
+            rows = [SnapshotEntry._make(r) for r in conn.execute(stmt)]
         if len(rows) > limit:
             rows = rows[:limit]
             return Page(rows, encode_cursor(rows[-1].creation, rows[-1].id))
@@ -607,7 +619,7 @@ class Catalog:
         if limit is not None:
             stmt = stmt.limit(limit)
         with self._read() as conn:
-            return [SnapshotEntry(*r) for r in conn.execute(stmt)]
+            return [SnapshotEntry._make(r) for r in conn.execute(stmt)]
 
     def nearest_before(self, volume_id: str, at: TimeLike, *, project_id: str | None = None,
                        kinds: Sequence[str] | None = None,
@@ -624,7 +636,7 @@ class Catalog:
         stmt = stmt.order_by(S.c.creation.desc(), S.c.createtxg.desc(), S.c.id.desc()).limit(1)
         with self._read() as conn:
             row = conn.execute(stmt).first()
-        return SnapshotEntry(*row) if row else None
+        return SnapshotEntry._make(row) if row else None
 
     def dependents(self, zfs_name: str | None = None, *, guid: int | None = None) -> list[str]:
         """Datasets cloned from a snapshot, by name or by guid."""

@@ -230,3 +230,20 @@ def test_reconcile_scoped_to_one_volume(catalog, clock):
     clock.advance(60)
     assert catalog.reconcile([], DS2).removed == 2
     assert catalog.count() == 3
+
+
+def test_neighbouring_roots_never_overlap(catalog, clock):
+    # '-' and '.' sort before '/', '0' right after it, 'A' right after '@'.
+    roots = [ROOT, "tank/cinder-b", "tank/cinder0", "tank/cinderA", "tank/cinder.x"]
+
+    def listing(i, root):
+        return [snap(f"{root}/p1/volume-{uid(i)}", "s", guid=i + 1),
+                snap(root, "top", guid=100 + i)]
+
+    for i, root in enumerate(roots):
+        catalog.reconcile(listing(i, root), root)
+    assert catalog.count() == 10
+    clock.advance(60)
+    for i, root in enumerate(roots):
+        report = catalog.verify(listing(i, root), root)
+        assert report.in_sync and report.catalog_rows == 2, (root, report.to_dict())
