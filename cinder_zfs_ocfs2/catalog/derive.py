@@ -7,6 +7,9 @@ Pure functions: no database, no pool.
 
 from __future__ import annotations
 
+import functools
+import re
+
 from cinder_zfs_ocfs2.catalog import models
 from cinder_zfs_ocfs2.zfs import names
 from cinder_zfs_ocfs2.zfs.types import (
@@ -20,6 +23,9 @@ from cinder_zfs_ocfs2.zfs.types import (
 )
 
 _FALSE = ("", "-", "0", "off", "false", "no")
+# The canonical form names.canonical_uuid returns: most names are already in it, and parsing
+# every one with uuid.UUID dominates a reconciliation of thousands of snapshots.
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 # The columns a listing determines; reconciliation compares exactly these.
 POOL_COLUMNS = ("dataset", "guid", "createtxg", "creation", "used", "referenced", "written",
@@ -28,22 +34,42 @@ POOL_COLUMNS = ("dataset", "guid", "createtxg", "creation", "used", "referenced"
 ID_COLUMNS = ("snapshot_id", "volume_id", "project_id", "group_snapshot_id", "backend")
 
 
+def _uuid(value: str) -> str | None:
+    if _CANONICAL_UUID.fullmatch(value):
+        return value
+    try:
+        return names.canonical_uuid(value)
+    except names.InvalidArgument:
+        return None
+
+
+def _suffix_uuid(text: str, prefix: str) -> str | None:
+    return _uuid(text[len(prefix):]) if text.startswith(prefix) else None
+
+
+@functools.lru_cache(maxsize=65536)
+def volume_id_of(dataset: str) -> str | None:
+    """names.volume_id_of, cached: a listing repeats each zvol once per snapshot."""
+    return _suffix_uuid(dataset.rpartition("/")[2], names.VOLUME_PREFIX)
+
+
+def snapshot_id_of(zfs_name: str) -> str | None:
+    return _suffix_uuid(zfs_name.rpartition("@")[2], names.SNAPSHOT_PREFIX)
+
+
 def kind_of(zfs_name: str) -> str:
     """'cinder' / 'clone-temp' for names the driver makes, 'out-of-band' for anything else."""
     dataset, _, short = zfs_name.partition("@")
-    if names.volume_id_of(dataset) is None:
+    if volume_id_of(dataset) is None:
         return models.KIND_OUT_OF_BAND
-    if names.snapshot_id_of(zfs_name) is not None:
+    if _suffix_uuid(short, names.SNAPSHOT_PREFIX) is not None:
         return models.KIND_CINDER
-    if short.startswith(names.CLONE_PREFIX):
-        try:
-            names.canonical_uuid(short[len(names.CLONE_PREFIX):])
-        except names.InvalidArgument:
-            return models.KIND_OUT_OF_BAND
+    if _suffix_uuid(short, names.CLONE_PREFIX) is not None:
         return models.KIND_CLONE_TEMP
     return models.KIND_OUT_OF_BAND
 
 
+@functools.lru_cache(maxsize=65536)
 def project_of_path(dataset: str, root: str | None = None) -> str | None:
     """Project id from ``<root>/<project>[/volume-<uuid>]``; None for trash and unknown shapes.
 
@@ -60,12 +86,12 @@ def project_of_path(dataset: str, root: str | None = None) -> str | None:
             return None
         parts = dataset[len(root) + 1:].split("/")
         candidate = parts[0] if len(parts) <= 2 else None
-        if len(parts) == 2 and names.volume_id_of(parts[1]) is None:
+        if len(parts) == 2 and volume_id_of(parts[1]) is None:
             candidate = None
     else:
         # Without the root only the volume shape is recognisable: the parent of volume-<uuid>.
         head, _, last = dataset.rpartition("/")
-        if names.volume_id_of(last) is None or not head:
+        if volume_id_of(last) is None or not head:
             return None
         candidate = head.rpartition("/")[2]
     if not candidate or candidate == names.TRASH:
@@ -84,12 +110,7 @@ def _prop(props: dict, key: str) -> str | None:
 
 
 def _uuid_or_none(value: str | None) -> str | None:
-    if value is None:
-        return None
-    try:
-        return names.canonical_uuid(value)
-    except names.InvalidArgument:
-        return None
+    return None if value is None else _uuid(value)
 
 
 def is_hidden(record: Snapshot, root: str | None = None) -> bool:
@@ -119,10 +140,10 @@ def describe(record: Snapshot, root: str | None = None, backend: str | None = No
         "written": int(record.written),
         "defer_destroy": bool(record.defer_destroy),
         "kind": kind_of(record.name),
-        "snapshot_id": (names.snapshot_id_of(record.name)
+        "snapshot_id": (snapshot_id_of(record.name)
                         or _uuid_or_none(_prop(props, PROP_SNAPSHOT_ID))),
         "volume_id": (_uuid_or_none(_prop(props, PROP_VOLUME_ID))
-                      or names.volume_id_of(dataset)),
+                      or volume_id_of(dataset)),
         "project_id": _prop(props, PROP_PROJECT_ID) or project_of_path(dataset, root),
         "group_snapshot_id": _uuid_or_none(_prop(props, PROP_GROUP_SNAPSHOT_ID)),
         "backend": _prop(props, PROP_BACKEND) or backend,
