@@ -1,0 +1,487 @@
+"""The Cinder driver over the fake storage node, with Cinder's own objects and configuration."""
+
+import threading
+import uuid
+from unittest import mock
+
+import pytest
+from cinder import context, exception, objects
+from cinder.volume import configuration
+from cinder.volume import driver as cinder_driver
+from cinder.volume.targets.fake import FakeTarget
+from oslo_config import cfg
+
+from cinder_zfs_ocfs2 import options, transport
+from cinder_zfs_ocfs2.driver import ZFSOCFS2Driver
+from cinder_zfs_ocfs2.zfs import errors
+from cinder_zfs_ocfs2.zfs.names import NameSpace
+from cinder_zfs_ocfs2.zfs.types import PROP_HIDDEN
+from tests.unit.fakezfs import FakeZFS, GiB
+
+objects.register_all()
+
+ROOT = "tank/cinder"
+GROUP = "zfs_unit"
+PROJECT = "p1"
+NS = NameSpace(ROOT)
+CTX = context.get_admin_context()
+
+
+@pytest.fixture
+def overrides():
+    done = []
+
+    def override(**values):
+        for key, value in values.items():
+            cfg.CONF.set_override(key, value, group=GROUP)
+            done.append(key)
+
+    yield override
+    for key in done:
+        cfg.CONF.clear_override(key, group=GROUP)
+
+
+@pytest.fixture
+def make_driver(monkeypatch, overrides):
+    def build(fake=None, check=True, **opts):
+        conf = configuration.Configuration(options.ALL_OPTS + cinder_driver.volume_opts,
+                                           config_group=GROUP)
+        overrides(**{"zfs_agent_mode": "local", "zfs_root_dataset": ROOT,
+                     "target_helper": "fake", "volume_backend_name": "zfs-unit",
+                     "zfs_catalog_connection": "sqlite://",
+                     "zfs_snapshot_batch_window_ms": 0, **opts})
+        fake = fake if fake is not None else FakeZFS(ROOT)
+        monkeypatch.setattr(transport, "from_config", lambda configuration: fake)
+        drv = ZFSOCFS2Driver(configuration=conf)
+        drv.do_setup(CTX)
+        if check:
+            drv.check_for_setup_error()
+        return drv, fake
+
+    return build
+
+
+@pytest.fixture
+def drv(make_driver):
+    return make_driver()
+
+
+def volume_obj(size=1, extra_specs=None, multiattach=False, attachments=(), project=PROJECT):
+    kwargs = {"volume_type_id": None}
+    if extra_specs is not None:
+        vtype = objects.VolumeType(context=CTX, id=str(uuid.uuid4()), name="zfs-type",
+                                   extra_specs=extra_specs)
+        kwargs = {"volume_type_id": vtype.id, "volume_type": vtype}
+    return objects.Volume(
+        context=CTX, id=str(uuid.uuid4()), _name_id=None, project_id=project, size=size,
+        multiattach=multiattach, display_name="tenant text; never a name",
+        volume_attachment=objects.VolumeAttachmentList(objects=list(attachments)), **kwargs)
+
+
+def snapshot_obj(volume):
+    return objects.Snapshot(context=CTX, id=str(uuid.uuid4()), volume_id=volume.id,
+                            volume=volume, volume_size=volume.size)
+
+
+def connector(host):
+    return {"host": host, "initiator": f"iqn.1994-05.com.redhat:{host}", "ip": "10.0.0.2"}
+
+
+def attachment(volume, host):
+    return objects.VolumeAttachment(context=CTX, id=str(uuid.uuid4()), volume_id=volume.id,
+                                    connector=connector(host))
+
+
+def zvol(volume):
+    return NS.volume(volume.project_id, volume.id)
+
+
+def zsnap(snapshot):
+    return NS.snapshot(zvol(snapshot.volume), snapshot.id)
+
+
+def leftovers(fake):
+    return [n for n in fake.tree(ROOT) if n not in (ROOT, f"{ROOT}/.trash", NS.tenant(PROJECT))]
+
+
+def write(fake, name, data):
+    fake.write(name, data.ljust(64, b"\0"))
+
+
+def read(fake, name):
+    return fake.read(name).rstrip(b"\0")
+
+
+# -- set-up ----------------------------------------------------------------------------------
+
+def test_setup_plugs_in_cinders_target_helper_and_the_transport(drv):
+    drv, fake = drv
+    assert isinstance(drv.target_driver, FakeTarget)
+    assert drv.protocol == "iSCSI"
+    assert drv.transport is fake
+    assert drv.snapshot_revert_use_temp_snapshot() is False
+
+
+def test_check_for_setup_error_creates_the_root_when_configured(make_driver):
+    bare = FakeZFS(ROOT, create_root=False)
+    make_driver(bare, zfs_create_root_dataset=True)
+    assert bare.tree() == ["tank", ROOT, f"{ROOT}/.trash"]
+
+
+def test_check_for_setup_error_without_the_root_says_what_to_do(make_driver):
+    bare = FakeZFS(ROOT, create_root=False)
+    drv, _ = make_driver(bare, check=False, zfs_create_root_dataset=False)
+    with pytest.raises(exception.VolumeBackendAPIException) as info:
+        drv.check_for_setup_error()
+    message = str(info.value)
+    assert ROOT in message and "zfs create -p" in message
+    assert "zfs_create_root_dataset" in message
+    assert bare.tree() == ["tank"]
+
+
+@pytest.mark.parametrize("health", ["FAULTED", "UNAVAIL", "SUSPENDED"])
+def test_unhealthy_pool_is_refused(make_driver, health):
+    drv, fake = make_driver(FakeZFS(ROOT, health=health), check=False)
+    with pytest.raises(exception.VolumeBackendAPIException) as info:
+        drv.check_for_setup_error()
+    assert health in str(info.value) and "zpool status" in str(info.value)
+
+
+def test_degraded_pool_is_accepted(make_driver):
+    make_driver(FakeZFS(ROOT, health="DEGRADED"))
+
+
+def test_unreachable_node_at_start_up(make_driver):
+    fake = FakeZFS(ROOT)
+    fake.fail("version", errors.TransportError("ssh: connect to host node port 22: refused"))
+    drv, _ = make_driver(fake, check=False)
+    with pytest.raises(exception.VolumeBackendAPIException) as info:
+        drv.check_for_setup_error()
+    assert "storage node unreachable" in str(info.value) and "refused" in str(info.value)
+
+
+@pytest.mark.parametrize("opts", [{"zfs_root_dataset": "tank//cinder"},
+                                  {"zfs_volblocksize": "3K"}, {"zfs_compression": "xz"}])
+def test_bad_configuration_is_invalid_input(make_driver, opts):
+    with pytest.raises(exception.InvalidInput):
+        make_driver(check=False, **opts)
+
+
+def test_start_up_repairs_and_reclaims(make_driver):
+    drv, fake = make_driver()
+    vol = volume_obj()
+    drv.create_volume(vol)
+    snap = snapshot_obj(vol)
+    drv.create_snapshot(snap)
+    clone = volume_obj()
+    drv.create_volume_from_snapshot(clone, snap)
+    drv.delete_snapshot(snap)
+    drv.delete_volume(vol)
+    fake.call("destroy", name=zvol(clone))  # the clone went while the driver was down
+    make_driver(fake)  # a new driver over the same node
+    assert leftovers(fake) == []
+
+
+# -- volumes ---------------------------------------------------------------------------------
+
+def test_create_volume_sparse_by_default(drv):
+    drv, fake = drv
+    vol = volume_obj(size=2)
+    drv.create_volume(vol)
+    v = drv.zfs.get_volume(zvol(vol))
+    assert v.volsize == 2 * GiB and v.volblocksize == 16384
+    assert drv.zfs.get_properties(v.name, ["refreservation", "compression"]) == \
+        {"refreservation": "0", "compression": "lz4"}
+    assert "tenant" not in v.name
+
+
+def test_create_volume_thick_by_extra_spec(drv):
+    drv, fake = drv
+    vol = volume_obj(extra_specs={"zfs:sparse": "<is> False", "zfs:volblocksize": "64K",
+                                  "zfs:compression": "zstd"})
+    drv.create_volume(vol)
+    v = drv.zfs.get_volume(zvol(vol))
+    assert v.volblocksize == 65536
+    assert drv.zfs.get_properties(v.name, ["refreservation", "compression"]) == \
+        {"refreservation": str(GiB), "compression": "zstd"}
+
+
+def test_thick_by_option(make_driver):
+    drv, fake = make_driver(zfs_sparse_volumes=False)
+    vol = volume_obj()
+    drv.create_volume(vol)
+    assert drv.zfs.get_properties(zvol(vol), ["refreservation"]) == {"refreservation": str(GiB)}
+
+
+@pytest.mark.parametrize("extra", [{"zfs:volblocksize": "3K"}, {"zfs:volblocksize": "256K"},
+                                   {"zfs:foo": "1"}, {"zfs:sparse": "perhaps"},
+                                   {"zfs:compression": "xz"}, {"zfs:clone_mode": "deep"}])
+def test_bad_extra_spec_is_invalid_input_and_creates_nothing(drv, extra):
+    drv, fake = drv
+    before = fake.tree()
+    with pytest.raises(exception.InvalidInput):
+        drv.create_volume(volume_obj(extra_specs=extra))
+    assert fake.tree() == before and not fake.called("create_volume")
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: errors._CLI_PATTERNS does not classify libzfs's "
+                   "ENOSPC text for (ref)reservation, 'size is greater than available space', "
+                   "as NoSpace, so the operator is not told the pool is full")
+def test_extend_of_a_thick_volume_beyond_the_pool_says_out_of_space(make_driver):
+    drv, fake = make_driver(FakeZFS(ROOT, pool_size=4 * GiB))
+    vol = volume_obj(size=2, extra_specs={"zfs:sparse": "false"})
+    drv.create_volume(vol)
+    with pytest.raises(exception.VolumeBackendAPIException) as info:
+        drv.extend_volume(vol, 8)
+    assert drv.zfs.get_volume(zvol(vol)).volsize == 2 * GiB
+    assert "out of space" in str(info.value)
+
+
+def test_extend_volume_updates_the_export(drv):
+    drv, fake = drv
+    vol = volume_obj()
+    drv.create_volume(vol)
+    with mock.patch.object(drv.target_driver, "extend_target") as extend_target:
+        drv.extend_volume(vol, 3)
+    extend_target.assert_called_once_with(vol)
+    assert drv.zfs.get_volume(zvol(vol)).volsize == 3 * GiB
+    with pytest.raises(exception.InvalidInput):
+        drv.extend_volume(vol, 1)
+
+
+def test_delete_of_a_volume_already_gone_succeeds(drv):
+    drv, fake = drv
+    vol = volume_obj()
+    drv.delete_volume(vol)
+    drv.create_volume(vol)
+    fake.call("destroy", name=zvol(vol))
+    drv.delete_volume(vol)
+
+
+# -- error mapping ---------------------------------------------------------------------------
+
+def test_delete_volume_busy_is_volume_is_busy(drv):
+    drv, fake = drv
+    vol = volume_obj()
+    drv.create_volume(vol)
+    fake.call("snapshot", names=[f"{zvol(vol)}@admin-backup"])
+    with pytest.raises(exception.VolumeIsBusy) as info:
+        drv.delete_volume(vol)
+    assert "admin-backup" in str(info.value) and vol.id in str(info.value)
+    assert fake.call("exists", name=f"{zvol(vol)}@admin-backup")
+
+
+def test_delete_volume_with_a_cinder_snapshot_is_volume_is_busy(drv):
+    drv, fake = drv
+    vol = volume_obj()
+    drv.create_volume(vol)
+    drv.create_snapshot(snapshot_obj(vol))
+    with pytest.raises(exception.VolumeIsBusy):
+        drv.delete_volume(vol)
+
+
+def test_delete_snapshot_busy_is_snapshot_is_busy(drv):
+    drv, fake = drv
+    vol = volume_obj()
+    drv.create_volume(vol)
+    snap = snapshot_obj(vol)
+    drv.create_snapshot(snap)
+    fake.call("hold", snapshot=zsnap(snap), tag="backup")
+    with pytest.raises(exception.SnapshotIsBusy) as info:
+        drv.delete_snapshot(snap)
+    assert snap.id in str(info.value)
+
+
+def test_no_space_is_a_backend_error_an_operator_can_act_on(make_driver):
+    drv, fake = make_driver(FakeZFS(ROOT, pool_size=GiB))
+    with pytest.raises(exception.VolumeBackendAPIException) as info:
+        drv.create_volume(volume_obj(size=2, extra_specs={"zfs:sparse": "false"}))
+    assert "out of space" in str(info.value) and "add disks" in str(info.value)
+    assert leftovers(fake) == []
+
+
+def test_transport_error_is_a_backend_error(drv):
+    drv, fake = drv
+    fake.fail("create_volume", errors.TransportError("agent session closed"))
+    with pytest.raises(exception.VolumeBackendAPIException) as info:
+        drv.create_volume(volume_obj())
+    assert "storage node unreachable" in str(info.value)
+    assert "agent session closed" in str(info.value)
+
+
+def test_other_zfs_errors_are_backend_errors(drv):
+    drv, fake = drv
+    vol = volume_obj()
+    drv.create_volume(vol)
+    snap = snapshot_obj(vol)
+    drv.create_snapshot(snap)
+    drv.create_snapshot(snapshot_obj(vol))
+    with pytest.raises(exception.VolumeBackendAPIException) as info:
+        drv.revert_to_snapshot(CTX, vol, snap)  # not the latest
+    assert snap.id in str(info.value)
+
+
+# -- snapshots, clones, revert through the driver --------------------------------------------
+
+def test_lifecycle_snapshot_clone_delete_all(drv):
+    drv, fake = drv
+    vol = volume_obj()
+    drv.create_volume(vol)
+    write(fake, zvol(vol), b"origin data")
+    snap = snapshot_obj(vol)
+    drv.create_snapshot(snap)
+    write(fake, zvol(vol), b"later")
+    clone = volume_obj(size=2)
+    drv.create_volume_from_snapshot(clone, snap)
+    assert drv.zfs.get_volume(zvol(clone)).volsize == 2 * GiB
+
+    drv.delete_snapshot(snap)  # has a clone: succeeds for Cinder, hidden on the pool
+    hidden = drv.zfs.get_snapshot(zsnap(snap))
+    assert hidden.defer_destroy and hidden.user_props[PROP_HIDDEN] == "true"
+    drv.delete_volume(vol)
+    assert not fake.call("exists", name=zvol(vol))
+    assert read(fake, zvol(clone)) == b"origin data"
+
+    drv.delete_volume(clone)
+    drv.ops.reclaim()  # at the latest on the periodic pass
+    assert leftovers(fake) == []
+
+
+def test_clone_of_a_volume_and_two_in_a_row(drv):
+    drv, fake = drv
+    src = volume_obj()
+    drv.create_volume(src)
+    write(fake, zvol(src), b"one")
+    first = volume_obj()
+    drv.create_cloned_volume(first, src)
+    write(fake, zvol(src), b"two")
+    second = volume_obj()
+    drv.create_cloned_volume(second, src)
+    assert (read(fake, zvol(first)), read(fake, zvol(second))) == (b"one", b"two")
+    drv.delete_volume(first)
+    drv.delete_volume(second)
+    assert fake.tree(zvol(src)) == [zvol(src)]
+
+
+def test_revert_to_snapshot(drv):
+    drv, fake = drv
+    vol = volume_obj()
+    drv.create_volume(vol)
+    write(fake, zvol(vol), b"good")
+    snap = snapshot_obj(vol)
+    drv.create_snapshot(snap)
+    write(fake, zvol(vol), b"bad")
+    clone = volume_obj()
+    drv.create_cloned_volume(clone, vol)  # a newer temp snapshot with a dependent
+    drv.revert_to_snapshot(CTX, vol, snap)
+    assert read(fake, zvol(vol)) == b"good" and read(fake, zvol(clone)) == b"bad"
+
+
+def test_snapshots_requested_together_are_one_call(make_driver, tmp_path):
+    drv, fake = make_driver(zfs_snapshot_batch_window_ms=300,
+                            zfs_catalog_connection=f"sqlite:///{tmp_path}/catalog.sqlite")
+    vols = [volume_obj(), volume_obj(), volume_obj()]
+    for vol in vols:
+        drv.create_volume(vol)
+    snaps = [snapshot_obj(v) for v in vols]
+    threads = [threading.Thread(target=drv.create_snapshot, args=(s,)) for s in snaps]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    (call,) = fake.called("snapshot")
+    assert sorted(call["names"]) == sorted(zsnap(s) for s in snaps)
+    txgs = {drv.zfs.get_snapshot(zsnap(s)).createtxg for s in snaps}
+    assert len(txgs) == 1
+
+
+# -- export ----------------------------------------------------------------------------------
+
+def test_create_export_waits_for_the_device(drv):
+    drv, fake = drv
+    vol = volume_obj()
+    drv.create_volume(vol)
+    with mock.patch.object(drv.target_driver, "create_export",
+                           return_value={"location": "10.0.0.1:3260,1 iqn.x 0",
+                                         "auth": "CHAP user secret"}) as create_export:
+        model = drv.create_export(CTX, vol, {})
+    create_export.assert_called_once_with(CTX, vol, f"/dev/zvol/{zvol(vol)}")
+    assert model == {"provider_location": "10.0.0.1:3260,1 iqn.x 0",
+                     "provider_auth": "CHAP user secret"}
+    with pytest.raises(exception.VolumeBackendAPIException):
+        drv.create_export(CTX, volume_obj(), {})  # no zvol: its device never appears
+
+
+def test_terminate_connection_single_attachment(drv):
+    drv, _ = drv
+    vol = volume_obj()
+    vol.volume_attachment.objects.append(attachment(vol, "h1"))
+    with mock.patch.object(drv.target_driver, "terminate_connection") as terminate:
+        assert drv.terminate_connection(vol, connector("h1")) is False
+    terminate.assert_called_once()
+
+
+def test_terminate_connection_multiattach_same_host_keeps_the_acl(drv):
+    drv, _ = drv
+    vol = volume_obj(multiattach=True)
+    vol.volume_attachment.objects.extend([attachment(vol, "h1"), attachment(vol, "h1")])
+    with mock.patch.object(drv.target_driver, "terminate_connection") as terminate:
+        assert drv.terminate_connection(vol, connector("h1")) is True
+    terminate.assert_not_called()
+
+
+def test_terminate_connection_multiattach_other_hosts_keep_the_export(drv):
+    drv, _ = drv
+    vol = volume_obj(multiattach=True)
+    vol.volume_attachment.objects.extend([attachment(vol, "h1"), attachment(vol, "h2")])
+    with mock.patch.object(drv.target_driver, "terminate_connection") as terminate:
+        assert drv.terminate_connection(vol, connector("h1")) is True  # export stays
+    terminate.assert_called_once()
+
+
+def test_terminate_connection_without_connector_data(drv):
+    drv, _ = drv
+    vol = volume_obj(multiattach=True)
+    bare = objects.VolumeAttachment(context=CTX, id=str(uuid.uuid4()), volume_id=vol.id,
+                                    connector=None)
+    vol.volume_attachment.objects.extend([bare, attachment(vol, "h1")])
+    with mock.patch.object(drv.target_driver, "terminate_connection") as terminate:
+        assert drv.terminate_connection(vol, connector("h1")) is True
+    terminate.assert_called_once()
+
+
+# -- stats -----------------------------------------------------------------------------------
+
+def test_stats(drv):
+    drv, fake = drv
+    thick = volume_obj(size=2, extra_specs={"zfs:sparse": "false"})
+    drv.create_volume(thick)
+    drv.create_volume(volume_obj(size=3))
+    drv.create_snapshot(snapshot_obj(thick))
+    stats = drv.get_volume_stats(refresh=True)
+    for key in ("total_capacity_gb", "free_capacity_gb", "provisioned_capacity_gb",
+                "thin_provisioning_support", "thick_provisioning_support", "multiattach",
+                "online_extend_support", "location_info", "total_volumes", "driver_version",
+                "vendor_name", "storage_protocol", "reserved_percentage",
+                "max_over_subscription_ratio", "volume_backend_name"):
+        assert key in stats, key
+    assert stats["total_capacity_gb"] == 1024
+    assert stats["free_capacity_gb"] == 1022
+    assert stats["provisioned_capacity_gb"] == 5
+    assert stats["total_volumes"] == 2
+    assert stats["total_snapshots"] == 1  # the catalog, written through
+    assert stats["thin_provisioning_support"] and stats["thick_provisioning_support"]
+    assert stats["multiattach"] and stats["online_extend_support"]
+    assert stats["storage_protocol"] == "iSCSI"
+    assert stats["volume_backend_name"] == "zfs-unit"
+    assert stats["driver_version"] == ZFSOCFS2Driver.VERSION
+    assert stats["location_info"].startswith("ZFSOCFS2Driver:")
+    assert stats["location_info"].endswith(f":{ROOT}")
+
+
+def test_stats_when_the_node_is_unreachable(drv):
+    drv, fake = drv
+    fake.fail("pool_capacity", errors.TransportError("timed out"))
+    with pytest.raises(exception.VolumeBackendAPIException) as info:
+        drv.get_volume_stats(refresh=True)
+    assert "storage node unreachable" in str(info.value)
