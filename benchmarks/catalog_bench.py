@@ -287,6 +287,7 @@ def main(argv=None) -> int:
             if os.path.exists(path + suffix):
                 os.unlink(path + suffix)
     rng = random.Random(args.seed)
+    load_before = os.getloadavg()
     catalog = Catalog.from_url(f"sqlite:///{path}")
     if reuse:
         loaded = {"snapshots": catalog.count(), "reused": path}
@@ -324,7 +325,10 @@ def main(argv=None) -> int:
         "environment": {
             "python": platform.python_version(), "sqlite": sqlite3.sqlite_version,
             "sqlalchemy": sa.__version__, "cpus": os.cpu_count(), "machine": platform.machine(),
-            "db_dir_fs_note": "temp dir on the local disk; page cache warm after the load"},
+            "db_dir_fs_note": "temp dir on the local disk; page cache warm after the load",
+            # Wall-time p99 on a busy 2-core machine is mostly preemption: read it with this.
+            "load_average_1m_before_after": [round(load_before[0], 2),
+                                             round(os.getloadavg()[0], 2)]},
         "parameters": {k: getattr(args, k) for k in ("snapshots", "tenants", "volumes",
                                                      "samples", "batch", "seed",
                                                      "reconcile_snapshots")},
