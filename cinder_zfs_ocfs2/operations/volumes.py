@@ -142,6 +142,7 @@ class VolumeOperations:
         pinned = [s for s in snapshots if s.clones]
         if pinned and self.promote_on_delete:
             pinned = self._promote_newest_clone(name, pinned)
+            origin = self.zfs.get_volume(name).origin  # now a clone of the heir's snapshot
         if not pinned:
             self.zfs.destroy(name, recursive=True)
             self.index.dataset_destroyed(name)
@@ -199,8 +200,8 @@ class VolumeOperations:
         try:
             snapshot = self.zfs.get_snapshot(origin)
         except errors.NotFound:
-            return  # deferred destroy already took it
-        if not snapshot.clones and is_internal(snapshot):
+            snapshot = None  # deferred destroy already took it
+        if snapshot is not None and not snapshot.clones and is_internal(snapshot):
             self._destroy_quietly(origin)
         dataset = origin.partition("@")[0]
         if dataset.startswith(self.names.trash_root + "/"):
@@ -368,6 +369,9 @@ class VolumeOperations:
     def revert(self, project_id: str, volume_id: str, snapshot: str) -> None:
         """Make the volume hold ``snapshot``'s data, keeping every snapshot with dependents."""
         name = self.names.volume(project_id, volume_id)
+        scratch = self.names.revert_clone(project_id, volume_id)
+        if self.zfs.exists(scratch):
+            self._repair_revert(scratch)  # an earlier attempt was cut short: settle it first
         snapshots = self.zfs.list_snapshots(name, depth=1)
         target = next((s for s in snapshots if s.name == snapshot), None)
         if target is None:
@@ -392,11 +396,14 @@ class VolumeOperations:
         dependents move to a hidden copy instead of being destroyed."""
         scratch = self.names.revert_clone(project_id, volume_id)
         props = self._owner_props(project_id, volume_id)
-        props.update({k: v for k, v in self.zfs.get_properties(name, ["compression"]).items()
-                      if v})
+        current = self.zfs.get_properties(name, ["compression", "refreservation"])
+        if current.get("compression"):
+            props["compression"] = current["compression"]
         LOG.info("Reverting %s to %s by clone-and-swap (newer snapshots have dependents)",
                  name, snapshot)
         self.zfs.clone(snapshot, scratch, props)
+        if current.get("refreservation") not in (None, "", "0", "none"):
+            self.zfs.set_properties(scratch, {"refreservation": "auto"})  # stays thick
         self.zfs.promote(scratch)
         self._swap_in(name, scratch, volume_id)
         self.index.reconcile("revert by clone-and-swap")
@@ -411,22 +418,24 @@ class VolumeOperations:
     def repair(self) -> None:
         """Finish or undo a clone-and-swap revert cut short by a crash (start-up)."""
         for volume in self.zfs.list_volumes(self.names.root):
-            last = volume.name.rpartition("/")[2]
-            if not last.startswith("revert-"):
-                continue
-            volume_id = last[len("revert-"):]
-            project = volume.name.rpartition("/")[0].rpartition("/")[2]
-            name = self.names.volume(project, volume_id)
-            if not self.zfs.exists(name):
-                LOG.warning("Finishing interrupted revert: %s -> %s", volume.name, name)
-                self.zfs.rename(volume.name, name)
-            elif self.zfs.get_volume(name).origin and \
-                    self.zfs.get_volume(name).origin.startswith(volume.name + "@"):
-                LOG.warning("Finishing interrupted revert of %s (promoted, not swapped)", name)
-                self._swap_in(name, volume.name, volume_id)
-            else:
-                LOG.warning("Dropping unpromoted revert clone %s", volume.name)
-                self.zfs.destroy(volume.name, recursive=True)
+            if volume.name.rpartition("/")[2].startswith("revert-"):
+                self._repair_revert(volume.name)
+
+    def _repair_revert(self, scratch: str) -> None:
+        volume_id = scratch.rpartition("/")[2][len("revert-"):]
+        project = scratch.rpartition("/")[0].rpartition("/")[2]
+        name = self.names.volume(project, volume_id)
+        if not self.zfs.exists(name):
+            LOG.warning("Finishing interrupted revert: %s -> %s", scratch, name)
+            self.zfs.rename(scratch, name)
+            return
+        origin = self.zfs.get_volume(name).origin
+        if origin and origin.startswith(scratch + "@"):
+            LOG.warning("Finishing interrupted revert of %s (promoted, not swapped)", name)
+            self._swap_in(name, scratch, volume_id)
+        else:
+            LOG.warning("Dropping unpromoted revert clone %s", scratch)
+            self.zfs.destroy(scratch, recursive=True)
 
     # -- capacity --------------------------------------------------------------------------
 

@@ -87,7 +87,8 @@ _CLI_PATTERNS: list[tuple[re.Pattern, type[ZFSError]]] = [
         (r"more recent snapshots|not the most recent", NotLatest),
         (r"does not exist|no such (pool|dataset)|could not find any snapshots", NotFound),
         (r"already exists", AlreadyExists),
-        (r"out of space|not enough space|no space left|exceeds quota|quota exceeded", NoSpace),
+        (r"out of space|not enough space|no space left|exceeds quota|quota exceeded"
+         r"|greater than available space", NoSpace),
         (r"is busy|dataset is busy|device busy|tag already exists|has holds|is held", Busy),
         (r"invalid|bad (property|value|name)|cannot be|must be|unsupported|too long"
          r"|permission denied|operation not (permitted|supported)|usage:", InvalidArgument),

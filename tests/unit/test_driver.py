@@ -224,9 +224,6 @@ def test_bad_extra_spec_is_invalid_input_and_creates_nothing(drv, extra):
     assert fake.tree() == before and not fake.called("create_volume")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: errors._CLI_PATTERNS does not classify libzfs's "
-                   "ENOSPC text for (ref)reservation, 'size is greater than available space', "
-                   "as NoSpace, so the operator is not told the pool is full")
 def test_extend_of_a_thick_volume_beyond_the_pool_says_out_of_space(make_driver):
     drv, fake = make_driver(FakeZFS(ROOT, pool_size=4 * GiB))
     vol = volume_obj(size=2, extra_specs={"zfs:sparse": "false"})

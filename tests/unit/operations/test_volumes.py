@@ -168,17 +168,12 @@ def test_delete_with_dependents_hides_and_the_clone_keeps_its_data(ops, fake):
     assert leftovers(fake) == []
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: _origin_released returns early when the origin "
-                   "snapshot was already taken by ZFS's deferred destroy, so the hidden volume "
-                   "in the trash is not reclaimed when its last clone goes")
 def test_deleting_the_last_clone_reclaims_the_hidden_origin_at_once(ops, fake):
     cid, _ = _snapshot_clone_delete_snapshot_delete_origin(ops, fake)
     ops.delete_volume(PROJECT, cid)
     assert leftovers(fake) == []
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: same root cause; deleting the last clone of a "
-                   "chain of hidden volumes reclaims none of them")
 def test_a_chain_of_hidden_volumes_is_reclaimed_in_one_pass(ops, fake):
     v0, n0 = volume(ops, fake, b"zero")
     s0 = snapshot(ops, n0)
@@ -381,9 +376,6 @@ def test_promote_on_delete_moves_the_origin_role_to_the_newest_clone(fake):
     assert leftovers(fake) == []
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: _promote_newest_clone + delete_volume release the "
-                   "pre-promote origin, so the heir keeps the internal snapshot it was cloned "
-                   "from (now its own, pinning the deleted volume's blocks)")
 def test_promote_on_delete_leaves_no_internal_snapshot_on_the_heir(fake):
     ops = make_ops(fake, promote_on_delete=True)
     vid, name = volume(ops, fake, b"data")
@@ -459,8 +451,6 @@ def test_revert_by_clone_and_swap_keeps_dependents(ops, fake):
     assert leftovers(fake) == []
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: _revert_by_swap clones the target without "
-                   "refreservation, so a thick volume becomes thin after a clone-and-swap revert")
 def test_revert_by_clone_and_swap_keeps_a_thick_volume_thick(ops, fake):
     vid, name, snap, _, _ = _revert_with_a_dependent_newer_snapshot(ops, fake, spec=THICK)
     ops.revert(PROJECT, vid, snap)
@@ -504,9 +494,6 @@ def test_repair_finishes_an_interrupted_revert(ops, fake, crash_at, reverted):
     assert leftovers(fake) == []
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: revert() does not look for the revert clone a "
-                   "failed attempt left behind; until cinder-volume restarts (repair), every "
-                   "retry fails and after a crash at 'swap' the volume's zvol does not exist")
 @pytest.mark.parametrize("crash_at", ["promote", "hide", "swap"])
 def test_revert_retried_after_an_interrupted_one_succeeds(ops, fake, crash_at):
     vid, name, snap, cid, clone = _revert_with_a_dependent_newer_snapshot(ops, fake)
