@@ -14,7 +14,7 @@ import time
 from oslo_log import log as logging
 
 from cinder_zfs_ocfs2.zfs.client import ZFSClient
-from cinder_zfs_ocfs2.zfs.names import snapshot_id_of, volume_id_of
+from cinder_zfs_ocfs2.zfs.names import TRASH, snapshot_id_of, volume_id_of
 
 LOG = logging.getLogger(__name__)
 
@@ -82,7 +82,9 @@ class CatalogSync:
     @_best_effort
     def dataset_renamed(self, old: str, new: str) -> None:
         project = new[len(self.root) + 1:].partition("/")[0]
-        self.catalog.dataset_renamed(old, new, project_id=project)
+        # A hidden volume keeps its project: .trash is a place, not a tenant.
+        self.catalog.dataset_renamed(old, new,
+                                     project_id=None if project == TRASH else project)
 
     @_best_effort
     def reconcile(self, reason: str):
