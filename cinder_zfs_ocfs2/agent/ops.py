@@ -207,8 +207,18 @@ class NodeOperations:
         self._check_dataset(name)
         props = _check_props(properties)
         if self.lzc is not None:
+            # libzfs_core takes native properties as numbers in the nvlist, not as the
+            # strings the CLI parses: clone with the user properties, then set the rest.
+            user = {k.encode(): v.encode() for k, v in props.items() if ":" in k}
+            native = [f"{k}={v}" for k, v in props.items() if ":" not in k]
             self._lzc_call(name, self.lzc.lzc_clone, name.encode(), snapshot.encode(),
-                           {k.encode(): v.encode() for k, v in props.items()} or None)
+                           user or None)
+            if native:
+                try:
+                    self._run(["zfs", "set"] + native + [name], name)
+                except errors.ZFSError:
+                    self._lzc_call(name, self.lzc.lzc_destroy, name.encode())
+                    raise
             return
         argv = ["zfs", "clone"]
         for key, value in props.items():

@@ -38,11 +38,14 @@ def install_agent(node, key_dir: pathlib.Path) -> pathlib.Path:
     node.run(f"rm -rf {AGENT_DIR} && mkdir -p {AGENT_DIR} && "
              f"tar -xzf /tmp/cinder-zfs-ocfs2.tgz -C {AGENT_DIR}")
     public = (key_dir / "agent_key.pub").read_text().strip()
+    blob = public.split()[1]
     line = (f'restrict,command="cd {AGENT_DIR} && exec python3 -m cinder_zfs_ocfs2.agent '
             f'--root {AGENT_ROOT}" {public}')
+    # Several test sessions may share the node: add this key once, leave the others alone.
     node.run("mkdir -p /root/.ssh && touch /root/.ssh/authorized_keys && "
-             "grep -v 'cinder-volume$' /root/.ssh/authorized_keys > /tmp/ak || true; "
-             f"echo '{line}' >> /tmp/ak && install -m 600 /tmp/ak /root/.ssh/authorized_keys")
+             f"(grep -qF '{blob}' /root/.ssh/authorized_keys || "
+             f"echo '{line}' >> /root/.ssh/authorized_keys) && "
+             "chmod 600 /root/.ssh/authorized_keys")
     return key
 
 
@@ -127,19 +130,25 @@ def make_driver(node, dataset, agent_key, tmp_path):
 
 
 def volume_obj(project_id="proj-a", size=1, **kw):
+    """A Cinder Volume object as the manager hands it over (no DB behind it).
+
+    Built directly: importing cinder.tests would monkey-patch eventlet under the SSH threads.
+    """
     from cinder import context as cinder_context
-    from cinder.tests.unit import fake_volume
+    from cinder import objects
 
     kw.setdefault("id", str(uuid.uuid4()))
-    return fake_volume.fake_volume_obj(cinder_context.get_admin_context(), size=size,
-                                       project_id=project_id, volume_type_id=None, **kw)
+    kw.setdefault("multiattach", False)
+    return objects.Volume(context=cinder_context.get_admin_context(), _name_id=None,
+                          project_id=project_id, size=size, volume_type_id=None,
+                          volume_attachment=objects.VolumeAttachmentList(objects=[]), **kw)
 
 
 def snapshot_obj(volume, **kw):
     from cinder import context as cinder_context
-    from cinder.tests.unit import fake_snapshot
+    from cinder import objects
 
     kw.setdefault("id", str(uuid.uuid4()))
-    return fake_snapshot.fake_snapshot_obj(cinder_context.get_admin_context(), volume=volume,
-                                           volume_id=volume.id, project_id=volume.project_id,
-                                           volume_size=volume.size, **kw)
+    return objects.Snapshot(context=cinder_context.get_admin_context(), volume=volume,
+                            volume_id=volume.id, project_id=volume.project_id,
+                            volume_size=volume.size, **kw)
