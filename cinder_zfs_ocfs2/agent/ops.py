@@ -115,7 +115,10 @@ class NodeOperations:
     # -- helpers ---------------------------------------------------------------------------
 
     def _run(self, argv: list[str], name: str | None = None, input: bytes | None = None) -> str:
+        # Never let a child inherit stdin: in the agent it is the protocol stream, and a
+        # prompting tool (mkfs "Proceed (y/N)") would swallow requests.
         proc = subprocess.run(self._prefix + argv, input=input, capture_output=True,
+                              stdin=None if input is not None else subprocess.DEVNULL,
                               check=False)
         if proc.returncode != 0:
             raise errors.from_cli(proc.stderr.decode(errors="replace"), name)
@@ -351,7 +354,8 @@ class NodeOperations:
         for key, value in _check_props(properties).items():
             argv += ["-o", f"{key}={value}"]
         send = subprocess.Popen(self._prefix + ["zfs", "send", "-c", snapshot],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
         recv = subprocess.Popen(self._prefix + argv + [target], stdin=subprocess.PIPE,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         stderr = {}
