@@ -41,7 +41,11 @@ def node():
     try:
         n = nodelib.start_node()
     except nodelib.NodeStartError as e:
-        pytest.fail(f"the storage node could not start: {e}", pytrace=False)
+        reason = str(e)
+    else:
+        reason = None
+    if reason is not None:
+        pytest.fail(f"the storage node could not start: {reason}", pytrace=False)
     yield n
     n.close()  # the VM keeps running: the next session reuses it (make node-down stops it)
 
