@@ -20,6 +20,7 @@ from oslo_config import cfg
 from oslo_log import log as logging
 
 from cinder_zfs_ocfs2 import export, options, transport
+from cinder_zfs_ocfs2.export.ocfs2 import PROP_FILESYSTEM, PROP_STACK, OCFS2Volumes, ocfs2_spec
 from cinder_zfs_ocfs2.operations import specs
 from cinder_zfs_ocfs2.operations.batching import SnapshotBatcher
 from cinder_zfs_ocfs2.operations.manage import ManageOperations
@@ -107,6 +108,7 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
             promote_on_delete=conf.zfs_promote_newest_clone_on_delete,
             catalog=self._open_catalog())
         self.manage = ManageOperations(self.ops)
+        self.ocfs2 = OCFS2Volumes(self.transport)
         self.batcher = SnapshotBatcher(self.ops.create_snapshots,
                                        conf.zfs_snapshot_batch_window_ms)
         self.target_driver = export.target_driver_for(
@@ -143,12 +145,21 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
 
     # -- naming ----------------------------------------------------------------------------
 
-    def _spec(self, volume) -> specs.VolumeSpec:
-        extra = {}
+    @staticmethod
+    def _extra_specs(volume) -> dict:
         if volume.volume_type_id and volume.volume_type:
-            extra = volume.volume_type.extra_specs or {}
+            return volume.volume_type.extra_specs or {}
+        return {}
+
+    def _spec(self, volume) -> specs.VolumeSpec:
         with cinder_errors(f"volume type of {volume.id}"):
-            return specs.volume_spec(extra, self.ops.defaults)
+            return specs.volume_spec(self._extra_specs(volume), self.ops.defaults)
+
+    def _ocfs2_spec(self, volume):
+        conf = self.configuration
+        with cinder_errors(f"OCFS2 extra specs of volume {volume.id}"):
+            return ocfs2_spec(self._extra_specs(volume), conf.ocfs2_default_slots,
+                              conf.ocfs2_default_cluster_stack)
 
     def _volume_name(self, volume) -> str:
         # name_id: after a migration the backend object may carry the other volume's id.
@@ -166,8 +177,51 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
 
     def create_volume(self, volume):
         spec = self._spec(volume)
+        filesystem = self._ocfs2_spec(volume)  # bad specs refused before anything exists
         with cinder_errors(f"create volume {volume.id}"):
-            self.ops.create_volume(volume.project_id, volume.name_id, volume.size, spec)
+            name = self.ops.create_volume(volume.project_id, volume.name_id, volume.size, spec)
+        if filesystem is not None:
+            with self._undo_on_failure(volume), \
+                    cinder_errors(f"format volume {volume.id} with OCFS2"):
+                info = self.ocfs2.format(name, filesystem, volume.id)
+                self.zfs.set_properties(name, OCFS2Volumes.properties(info))
+            return self._metadata_update(volume, info)
+        return None
+
+    @contextlib.contextmanager
+    def _undo_on_failure(self, volume):
+        """A volume that failed half-way is removed: nothing is left behind on the pool."""
+        try:
+            yield
+        except Exception:
+            try:
+                self.ops.delete_volume(volume.project_id, volume.name_id)
+            except errors.ZFSError as exc:
+                LOG.error("Could not remove half-made volume %s: %s", volume.id, exc)
+            raise
+
+    @staticmethod
+    def _metadata_update(volume, info: dict) -> dict:
+        metadata = dict(volume.metadata) if volume.obj_attr_is_set("metadata") else {}
+        metadata.update(OCFS2Volumes.metadata(info))
+        return {"metadata": metadata}
+
+    def _new_filesystem_identity(self, volume, source: str):
+        """A clone of an OCFS2 volume gets a new UUID before anyone can mount it."""
+        with cinder_errors(f"check filesystem of {source}"):
+            props = self.zfs.get_properties(source, [PROP_FILESYSTEM, PROP_STACK])
+        if props.get(PROP_FILESYSTEM) != "ocfs2":
+            return None
+        filesystem = self._ocfs2_spec(volume)
+        label = (filesystem.label if filesystem and filesystem.label
+                 else f"vol-{volume.id[:8]}")
+        stack = props.get(PROP_STACK) or self.configuration.ocfs2_default_cluster_stack
+        name = self._volume_name(volume)
+        with self._undo_on_failure(volume), \
+                cinder_errors(f"new OCFS2 identity for volume {volume.id}"):
+            info = self.ocfs2.new_identity(name, label, stack)
+            self.zfs.set_properties(name, OCFS2Volumes.properties(info))
+        return self._metadata_update(volume, info)
 
     def delete_volume(self, volume):
         with cinder_errors(f"delete volume {volume.id}",
@@ -182,16 +236,19 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
 
     def create_volume_from_snapshot(self, volume, snapshot):
         spec = self._spec(volume)
+        source = self._snapshot_name(snapshot)
         with cinder_errors(f"create volume {volume.id} from snapshot {snapshot.id}"):
-            self.ops.create_volume_from_snapshot(self._snapshot_name(snapshot),
-                                                 volume.project_id, volume.name_id,
+            self.ops.create_volume_from_snapshot(source, volume.project_id, volume.name_id,
                                                  volume.size, spec)
+        return self._new_filesystem_identity(volume, source)
 
     def create_cloned_volume(self, volume, src_vref):
         spec = self._spec(volume)
+        source = self._volume_name(src_vref)
         with cinder_errors(f"clone volume {src_vref.id} into {volume.id}"):
-            self.ops.create_cloned_volume(self._volume_name(src_vref), volume.project_id,
-                                          volume.name_id, volume.size, spec)
+            self.ops.create_cloned_volume(source, volume.project_id, volume.name_id,
+                                          volume.size, spec)
+        return self._new_filesystem_identity(volume, source)
 
     def revert_to_snapshot(self, context, volume, snapshot):
         with cinder_errors(f"revert volume {volume.id} to snapshot {snapshot.id}"):
@@ -381,17 +438,20 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
                               snapshots=None, source_group=None, source_vols=None):
         if not volume_utils.is_group_a_cg_snapshot_type(group):
             raise NotImplementedError()
+        updates = []
         if group_snapshot is not None:
             # The manager orders snapshots to match volumes.
             for volume, snapshot in zip(volumes, snapshots, strict=True):
-                self.create_volume_from_snapshot(volume, snapshot)
+                updates.append((volume, self.create_volume_from_snapshot(volume, snapshot)))
         else:
             by_id = {v.id: v for v in source_vols}
             requests = [(self._volume_name(by_id[v.source_volid]), v.project_id, v.name_id,
                          v.size, self._spec(v)) for v in volumes]
             with cinder_errors(f"create group {group.id} from group {source_group.id}"):
                 self.ops.create_cloned_volumes(requests)
-        return None, None
+            for volume, request in zip(volumes, requests, strict=True):
+                updates.append((volume, self._new_filesystem_identity(volume, request[0])))
+        return None, [{"id": v.id, **u} for v, u in updates if u]
 
     # -- export (Cinder's target helpers, as the LVM driver plugs them in) -----------------
 

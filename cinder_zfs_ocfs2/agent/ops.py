@@ -14,13 +14,14 @@ import subprocess
 import threading
 import time
 
-from cinder_zfs_ocfs2.agent import lio
+from cinder_zfs_ocfs2.agent import lio, ocfs2
 from cinder_zfs_ocfs2.zfs import errors
 from cinder_zfs_ocfs2.zfs.names import NameSpace
 
 LOG = logging.getLogger(__name__)
 
 PROGRESS_EVERY = 256 * 1024 * 1024   # log send|receive progress every 256 MiB
+BUSY_RETRIES = 10
 _USER_PROP_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_.:-")
 
 
@@ -67,6 +68,7 @@ class NodeOperations:
 
     def __init__(self, root: str, pyzfs="auto", command_prefix: list[str] | None = None):
         self.names = NameSpace(root)
+        self.busy_retries = BUSY_RETRIES
         self.lzc = load_pyzfs() if pyzfs == "auto" else pyzfs
         self._prefix = list(command_prefix or [])
         self._ops = {
@@ -92,6 +94,7 @@ class NodeOperations:
             "wait_for_device": self.wait_for_device,
         }
         self._ops.update(lio.operations(self))  # LIO export, when python3-rtslib-fb is there
+        self._ops.update(ocfs2.operations(self))
 
     @property
     def operations(self) -> list[str]:
@@ -113,6 +116,13 @@ class NodeOperations:
             raise
 
     # -- helpers ---------------------------------------------------------------------------
+
+    def _settle(self) -> None:
+        """Let udev finish with new or closed zvols (device links, blkid probes)."""
+        try:
+            self._run(["udevadm", "settle", "--timeout=10"])
+        except (errors.ZFSError, OSError) as exc:
+            LOG.debug("udevadm settle: %s", exc)
 
     def _run(self, argv: list[str], name: str | None = None, input: bytes | None = None) -> str:
         # Never let a child inherit stdin: in the agent it is the protocol stream, and a
@@ -246,10 +256,22 @@ class NodeOperations:
             return
         if defer:
             raise errors.InvalidArgument("deferred destroy applies to snapshots only", name)
-        if self.lzc is not None and not recursive:
-            self._lzc_call(name, self.lzc.lzc_destroy, name.encode())
-            return
-        self._run(["zfs", "destroy"] + (["-r"] if recursive else []) + [name], name)
+        # udev probes a zvol (blkid) right after a tool closes it, keeping it busy for a
+        # moment: wait for udev and retry a "busy" a few times before giving up.
+        for attempt in range(self.busy_retries):
+            try:
+                if self.lzc is not None and not recursive:
+                    self._lzc_call(name, self.lzc.lzc_destroy, name.encode())
+                else:
+                    self._run(["zfs", "destroy"] + (["-r"] if recursive else []) + [name], name)
+                return
+            except errors.HasDependents:
+                raise
+            except errors.Busy:
+                if attempt == self.busy_retries - 1:
+                    raise
+                self._settle()
+                time.sleep(0.5)
 
     def promote(self, name: str) -> None:
         self._check_dataset(name)

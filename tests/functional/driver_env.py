@@ -129,7 +129,7 @@ def make_driver(node, dataset, agent_key, tmp_path):
         drv.transport.close()
 
 
-def volume_obj(project_id="proj-a", size=1, **kw):
+def volume_obj(project_id="proj-a", size=1, extra_specs=None, **kw):
     """A Cinder Volume object as the manager hands it over (no DB behind it).
 
     Built directly: importing cinder.tests would monkey-patch eventlet under the SSH threads.
@@ -137,10 +137,16 @@ def volume_obj(project_id="proj-a", size=1, **kw):
     from cinder import context as cinder_context
     from cinder import objects
 
+    ctx = cinder_context.get_admin_context()
     kw.setdefault("id", str(uuid.uuid4()))
     kw.setdefault("multiattach", False)
-    return objects.Volume(context=cinder_context.get_admin_context(), _name_id=None,
-                          project_id=project_id, size=size, volume_type_id=None,
+    if extra_specs is not None:
+        vtype = objects.VolumeType(context=ctx, id=str(uuid.uuid4()), name="ft-type",
+                                   extra_specs=extra_specs)
+        kw.update(volume_type_id=vtype.id, volume_type=vtype)
+    else:
+        kw["volume_type_id"] = None
+    return objects.Volume(context=ctx, _name_id=None, project_id=project_id, size=size,
                           volume_attachment=objects.VolumeAttachmentList(objects=[]), **kw)
 
 
@@ -152,3 +158,43 @@ def snapshot_obj(volume, **kw):
     return objects.Snapshot(context=cinder_context.get_admin_context(), volume=volume,
                             volume_id=volume.id, project_id=volume.project_id,
                             volume_size=volume.size, **kw)
+
+
+# -- iSCSI from the guest's own initiator (the only one that reaches the node's targets) --
+
+def guest_initiator(node) -> str:
+    out = node.run("cat /etc/iscsi/initiatorname.iscsi").stdout
+    return next(line.split("=", 1)[1].strip() for line in out.splitlines()
+                if line.startswith("InitiatorName="))
+
+
+def iscsi_login(node, data) -> str:
+    iqn, portal = data["target_iqn"], data["target_portal"]
+    node.run(f"iscsiadm -m discovery -t sendtargets -p {portal} >/dev/null")
+    base = f"iscsiadm -m node -T {iqn} -p {portal}"
+    node.run(f"{base} --op update -n node.session.auth.authmethod -v CHAP && "
+             f"{base} --op update -n node.session.auth.username -v {data['auth_username']} && "
+             f"{base} --op update -n node.session.auth.password -v {data['auth_password']} && "
+             f"{base} --login")
+    path = f"/dev/disk/by-path/ip-{portal}-iscsi-{iqn}-lun-{data.get('target_lun', 0)}"
+    node.run(f"udevadm settle; for i in $(seq 50); do [ -b {path} ] && break; sleep 0.2; done; "
+             f"[ -b {path} ]")
+    return path
+
+
+def iscsi_logout(node, data) -> None:
+    node.run(f"iscsiadm -m node -T {data['target_iqn']} -p {data['target_portal']} --logout; "
+             f"iscsiadm -m node -T {data['target_iqn']} -p {data['target_portal']} -o delete",
+             check=False)
+
+
+def attach(drv, node, volume):
+    export = drv.create_export(None, volume, {})
+    volume.provider_location = export["provider_location"]
+    volume.provider_auth = export["provider_auth"]
+    connector = {"initiator": guest_initiator(node), "ip": "127.0.0.1", "host": "node",
+                 "multipath": False}
+    info = drv.initialize_connection(volume, connector)
+    assert info["driver_volume_type"] == "iscsi"
+    assert info["data"]["auth_method"] == "CHAP"
+    return info["data"], connector

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from cinder import exception
 
-from tests.functional.driver_env import snapshot_obj, volume_obj
+from tests.functional.driver_env import attach, iscsi_login, iscsi_logout, snapshot_obj, volume_obj
 
 MiB = 1024 * 1024
 
@@ -177,53 +177,15 @@ def test_larger_volume_from_snapshot_and_extend_while_exported(node, make_driver
     assert leftovers(node, drv) == []
 
 
-def _initiator(node) -> str:
-    out = node.run("cat /etc/iscsi/initiatorname.iscsi").stdout
-    return next(line.split("=", 1)[1].strip() for line in out.splitlines()
-                if line.startswith("InitiatorName="))
-
-
-def _login(node, data) -> str:
-    iqn, portal = data["target_iqn"], data["target_portal"]
-    node.run(f"iscsiadm -m discovery -t sendtargets -p {portal} >/dev/null")
-    base = f"iscsiadm -m node -T {iqn} -p {portal}"
-    node.run(f"{base} --op update -n node.session.auth.authmethod -v CHAP && "
-             f"{base} --op update -n node.session.auth.username -v {data['auth_username']} && "
-             f"{base} --op update -n node.session.auth.password -v {data['auth_password']} && "
-             f"{base} --login")
-    path = f"/dev/disk/by-path/ip-{portal}-iscsi-{iqn}-lun-{data.get('target_lun', 0)}"
-    node.run(f"udevadm settle; for i in $(seq 50); do [ -b {path} ] && break; sleep 0.2; done; "
-             f"[ -b {path} ]")
-    return path
-
-
-def _logout(node, data) -> None:
-    node.run(f"iscsiadm -m node -T {data['target_iqn']} -p {data['target_portal']} --logout; "
-             f"iscsiadm -m node -T {data['target_iqn']} -p {data['target_portal']} -o delete",
-             check=False)
-
-
-def _attach(drv, node, volume):
-    export = drv.create_export(None, volume, {})
-    volume.provider_location = export["provider_location"]
-    volume.provider_auth = export["provider_auth"]
-    connector = {"initiator": _initiator(node), "ip": "127.0.0.1", "host": "node",
-                 "multipath": False}
-    info = drv.initialize_connection(volume, connector)
-    assert info["driver_volume_type"] == "iscsi"
-    assert info["data"]["auth_method"] == "CHAP"
-    return info["data"], connector
-
-
 def test_iscsi_export_with_chap_snapshot_and_clone_read_back(node, make_driver):
     drv = make_driver()
     vol = volume_obj()
     drv.create_volume(vol)
-    data, connector = _attach(drv, node, vol)
+    data, connector = attach(drv, node, vol)
     try:
-        disk = _login(node, data)
+        disk = iscsi_login(node, data)
         written = write_random(node, disk, mib=8)
-        _logout(node, data)
+        iscsi_logout(node, data)
     finally:
         drv.terminate_connection(vol, connector)
         drv.remove_export(None, vol)
@@ -231,11 +193,11 @@ def test_iscsi_export_with_chap_snapshot_and_clone_read_back(node, make_driver):
     drv.create_snapshot(snap)
     clone = volume_obj()
     drv.create_volume_from_snapshot(clone, snap)
-    clone_data, clone_connector = _attach(drv, node, clone)
+    clone_data, clone_connector = attach(drv, node, clone)
     try:
-        disk = _login(node, clone_data)
+        disk = iscsi_login(node, clone_data)
         assert read_hash(node, disk, mib=8) == written
-        _logout(node, clone_data)
+        iscsi_logout(node, clone_data)
     finally:
         drv.terminate_connection(clone, clone_connector)
         drv.remove_export(None, clone)

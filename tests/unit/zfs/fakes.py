@@ -11,6 +11,7 @@ class RecordingOperations(NodeOperations):
 
     def __init__(self, root="tank/cinder", replies=None):
         super().__init__(root, pyzfs=None)
+        self.busy_retries = 1
         self.commands: list[list[str]] = []
         self.replies = replies or {}
 
