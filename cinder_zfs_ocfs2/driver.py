@@ -470,6 +470,31 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
     def remove_export(self, context, volume):
         self.target_driver.remove_export(context, volume)
 
+    # A snapshot exported as it is, read-only, for backups: no clone. ZFS shows a zvol's
+    # snapshots as (read-only) block devices while the zvol's snapdev property is visible.
+
+    def create_export_snapshot(self, context, snapshot, connector):
+        if self.configuration.zfs_agent_mode != "ssh":
+            raise NotImplementedError("snapshot export needs the agent (zfs_agent_mode=ssh): "
+                                      "Cinder's rtstool opens devices read-write")
+        name = self._snapshot_name(snapshot)
+        with cinder_errors(f"export snapshot {snapshot.id}"):
+            self.zfs.set_properties(name.partition("@")[0], {"snapdev": "visible"})
+            path = self.zfs.wait_for_device(name)
+        info = self.target_driver.create_export(context, snapshot, path)
+        return {"provider_location": info["location"], "provider_auth": info["auth"]}
+
+    def remove_export_snapshot(self, context, snapshot):
+        self.target_driver.remove_export(context, snapshot)
+        # snapdev stays visible: another snapshot of the volume may be exported right now,
+        # and hiding it would pull the device from under that export.
+
+    def initialize_connection_snapshot(self, snapshot, connector, **kwargs):
+        return self.target_driver.initialize_connection(snapshot, connector)
+
+    def terminate_connection_snapshot(self, snapshot, connector, **kwargs):
+        self.target_driver.terminate_connection(snapshot, connector, **kwargs)
+
     def initialize_connection(self, volume, connector, **kwargs):
         return self.target_driver.initialize_connection(volume, connector)
 

@@ -32,14 +32,14 @@ def check_stack(value) -> str:
 
 
 def check_label(value) -> str:
-    if not isinstance(value, str) or not _LABEL.match(value):
+    if not isinstance(value, str) or not _LABEL.fullmatch(value):
         raise errors.InvalidArgument(f"OCFS2 label must be 1-63 of [A-Za-z0-9_.-], got "
                                      f"{value!r}")
     return value
 
 
 def check_cluster_name(value) -> str:
-    if not isinstance(value, str) or not _CLUSTER_NAME.match(value):
+    if not isinstance(value, str) or not _CLUSTER_NAME.fullmatch(value):
         raise errors.InvalidArgument(f"OCFS2 cluster name must be 1-16 of [A-Za-z0-9_], got "
                                      f"{value!r}")
     return value

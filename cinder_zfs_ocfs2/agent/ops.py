@@ -413,8 +413,9 @@ class NodeOperations:
         return {"bytes": copied, "seconds": round(time.monotonic() - started, 3)}
 
     def wait_for_device(self, name: str, timeout: float = 30.0) -> str:
-        """Wait for udev to create /dev/zvol/<name>; returns the path."""
-        self._check_dataset(name)
+        """Wait for udev to create /dev/zvol/<name> (a zvol, or a snapshot with snapdev
+        visible); returns the path."""
+        self._check(name)
         path = f"/dev/zvol/{name}"
         deadline = time.monotonic() + min(float(timeout), 120.0)
         while not os.path.exists(path):

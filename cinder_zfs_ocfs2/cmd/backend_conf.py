@@ -140,10 +140,6 @@ def backend_section(*, backend_name: str, root_dataset: str, agent_mode: str,
         stray += [key for key in extra if key.startswith("zfs_ssh_")]
         if stray:
             raise InvalidSettings(f"{', '.join(stray)}: only meaningful with agent_mode=ssh")
-    if mode == "ssh" and not _unset(target_helper) and target_helper != "lioadm":
-        raise InvalidSettings(
-            f"target_helper={target_helper} cannot be used with agent_mode=ssh: the agent "
-            "configures the iSCSI target on the storage node with LIO (lioadm)")
     pairs = [("volume_driver", VOLUME_DRIVER),
              ("volume_backend_name", _value("volume_backend_name", backend_name))]
     for name, key in SETTINGS.items():
@@ -155,8 +151,12 @@ def backend_section(*, backend_name: str, root_dataset: str, agent_mode: str,
             raise InvalidSettings(f"{key} is set by a named setting already; set it once")
         if not _unset(value):
             pairs.append((key, _value(key, value)))
-    if mode == "ssh" and dict(pairs).get("target_helper", "lioadm") != "lioadm":
-        raise InvalidSettings("agent_mode=ssh exports with target_helper=lioadm only")
+    # Unset, Cinder's own default (tgtadm) would apply.
+    helper = dict(pairs).get("target_helper", "tgtadm (Cinder's default)")
+    if mode == "ssh" and helper != "lioadm":
+        raise InvalidSettings(
+            f"target_helper={helper} cannot be used with agent_mode=ssh: the agent configures "
+            "the iSCSI target on the storage node with LIO; set target_helper=lioadm")
     return pairs
 
 

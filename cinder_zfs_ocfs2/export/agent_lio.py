@@ -33,6 +33,8 @@ def _parse_create(args: list[str]) -> dict:
     path, name, userid, password, iser = args[:5]
     call = {"device": path, "name": name, "userid": userid, "password": password,
             "iser": iser == "True"}
+    if "@" in path:  # a ZFS snapshot device is read-only: LIO opens it so, initiators see it so
+        call["readonly"] = True
     for arg in args[5:]:
         if arg.startswith("-a"):
             ips = [ip for ip in arg[2:].split(",") if ip]

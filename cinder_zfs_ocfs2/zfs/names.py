@@ -37,7 +37,7 @@ def canonical_uuid(value: str) -> str:
 
 
 def project_component(project_id: str) -> str:
-    if not isinstance(project_id, str) or not _PROJECT.match(project_id):
+    if not isinstance(project_id, str) or not _PROJECT.fullmatch(project_id):
         raise InvalidArgument(
             f"project id {project_id!r} cannot name a dataset: expected 1-64 of [A-Za-z0-9_-]")
     return project_id
@@ -45,7 +45,7 @@ def project_component(project_id: str) -> str:
 
 def _check_components(path: str, what: str) -> None:
     for part in path.split("/"):
-        if not part or part in (".", "..") or not _COMPONENT.match(part):
+        if not part or part in (".", "..") or not _COMPONENT.fullmatch(part):
             raise InvalidArgument(f"invalid {what} {path!r}: bad component {part!r}")
 
 
@@ -109,7 +109,7 @@ class NameSpace:
 
     def trash(self, volume_id: str, tag: str) -> str:
         """Where a hidden volume waits for its dependents; ``tag`` keeps several apart."""
-        if not re.match(r"^[a-z0-9]{1,16}$", tag or ""):
+        if not re.fullmatch(r"[a-z0-9]{1,16}", tag or ""):
             raise InvalidArgument(f"invalid trash tag {tag!r}")
         return f"{self.trash_root}/{VOLUME_PREFIX}{canonical_uuid(volume_id)}.{tag}"
 
