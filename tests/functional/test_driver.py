@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 from cinder import exception
 
-from tests.functional.driver_env import attach, iscsi_login, iscsi_logout, snapshot_obj, volume_obj
+from tests.functional.driver_env import (
+    attach,
+    guest_initiator,
+    iscsi_login,
+    iscsi_logout,
+    snapshot_obj,
+    volume_obj,
+)
 
 MiB = 1024 * 1024
 
@@ -238,3 +245,36 @@ def test_stats_from_the_pool(make_driver):
     assert stats["total_volumes"] == 1
     assert stats["storage_protocol"] == "iSCSI" and stats["multiattach"] is True
     drv.delete_volume(vol)
+
+
+def test_snapshot_attached_read_only_shows_the_snapshot_not_the_volume(node, make_driver):
+    drv = make_driver()
+    vol = volume_obj()
+    drv.create_volume(vol)
+    dev = settle(node, drv, vol)
+    at_snapshot = write_random(node, dev)
+    snap = snapshot_obj(vol)
+    drv.create_snapshot(snap)
+    newer = write_random(node, dev)
+    assert newer != at_snapshot
+
+    export = drv.create_export_snapshot(None, snap, {})
+    snap.provider_location = export["provider_location"]
+    snap.provider_auth = export["provider_auth"]
+    connector = {"initiator": guest_initiator(node), "ip": "127.0.0.1", "host": "node",
+                 "multipath": False}
+    data = drv.initialize_connection_snapshot(snap, connector)["data"]
+    try:
+        disk = iscsi_login(node, data)
+        assert read_hash(node, disk) == at_snapshot
+        write = node.run(f"dd if=/dev/zero of={disk} bs=1M count=1 oflag=direct status=none",
+                         check=False)
+        assert write.returncode != 0  # the LUN is read-only
+        iscsi_logout(node, data)
+    finally:
+        drv.terminate_connection_snapshot(snap, connector)
+        drv.remove_export_snapshot(None, snap)
+    assert read_hash(node, dev) == newer
+    drv.delete_snapshot(snap)
+    drv.delete_volume(vol)
+    assert leftovers(node, drv) == []
