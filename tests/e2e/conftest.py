@@ -33,7 +33,8 @@ def pytest_configure(config):
     for mod in ("openstack", "webob", "keystoneauth1"):
         config.addinivalue_line("filterwarnings", f"ignore::DeprecationWarning:{mod}.*")
         config.addinivalue_line("filterwarnings", f"ignore::PendingDeprecationWarning:{mod}.*")
-    config.addinivalue_line("filterwarnings", "ignore:.*:openstack.warnings.OpenStackDeprecationWarning")
+    config.addinivalue_line("filterwarnings",
+                            "ignore:.*:openstack.warnings.OpenStackDeprecationWarning")
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -663,6 +663,16 @@ target_port = 3260
 """
 
 
+def code_digest() -> str:
+    """The driver package's code: cinder-volume (and its agent session) restart when it moves."""
+    h = hashlib.sha256()
+    pkg = REPO / "cinder_zfs_ocfs2"
+    for p in sorted(pkg.rglob("*")):
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix in (".py", ".ini", ".mako"):
+            h.update(str(p.relative_to(pkg)).encode() + b"\0" + p.read_bytes())
+    return h.hexdigest()
+
+
 def cinder_up(sec: dict, node_port: int) -> None:
     for d in ("state", "lock"):
         (STACK / "cinder" / d).mkdir(parents=True, exist_ok=True)
@@ -671,6 +681,12 @@ def cinder_up(sec: dict, node_port: int) -> None:
         for svc in CINDER_SERVICES:
             if running(svc):
                 stop_proc(svc)
+    code = code_digest()
+    code_file = RUN / "cinder-volume.code"
+    if running("cinder-volume") and (
+            not code_file.exists() or code_file.read_text() != code):
+        say("the driver's code changed since cinder-volume started: restarting it")
+        stop_proc("cinder-volume")
     from importlib.metadata import version as dist_version
 
     version = dist_version("cinder")
@@ -681,6 +697,8 @@ def cinder_up(sec: dict, node_port: int) -> None:
     for svc in CINDER_SERVICES:
         if not running(svc):
             start_proc(svc, [VENV / "bin" / svc, f"--config-file={CINDER_CONF}"])
+            if svc == "cinder-volume":
+                code_file.write_text(code)
             say(f"{svc}: started (pid {read_pid(svc)})")
     with step(f"cinder: API on {HOST}:{PORTS['cinder-api']}, scheduler, volume {CINDER_HOST}@"
               f"{BACKEND} up"):
