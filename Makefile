@@ -43,3 +43,25 @@ functional: venv node-image
 
 # Everything: what CI runs.
 test: lint unit functional
+
+# A real OpenStack on this machine: Keystone + Cinder + this driver against the storage node
+# (tools/stack; state in ~/.cache/cinder-zfs-ocfs2/stack, everything on 127.0.0.1).
+.PHONY: stack-up stack-down stack-status demo e2e
+stack-up: venv
+	tools/stack/up
+
+stack-down:
+	tools/stack/down
+
+stack-status:
+	tools/stack/status
+
+# The main job (README "Quick start"): build what is missing, boot the node, bring the stack up,
+# run the narrated demo with the real openstack CLI.
+demo: venv
+	tools/stack/up
+	$(PY) tools/stack/demo.py
+
+# The real openstack CLI and openstacksdk against the stack (brought up, or reused, first).
+e2e: venv
+	$(PY) -m pytest -q -p no:cacheprovider tests/e2e
