@@ -130,7 +130,7 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
     def check_for_setup_error(self):
         with cinder_errors("storage node check"):
             version = self.zfs.version()
-            pool = self.zfs.pool_capacity()
+            pool = self.zfs.pool_capacity(self.ops.names.pool)
             if pool.health not in ("ONLINE", "DEGRADED"):
                 raise exception.VolumeBackendAPIException(
                     data=f"pool {pool.name} is {pool.health}: repair it (zpool status -x) "
@@ -378,6 +378,27 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
             self.ops.apply_spec(self._volume_name(volume), old, new)
         return True, None
 
+    def _node_id(self) -> str:
+        """Which storage node this backend talks to (backends on one node can migrate)."""
+        conf = self.configuration
+        if conf.zfs_agent_mode == "ssh":
+            return f"{conf.zfs_ssh_host}:{conf.zfs_ssh_port}"
+        return socket.gethostname()
+
+    def migrate_volume(self, ctxt, volume, host):
+        """Storage-assisted migration to another root (pool) of the same node."""
+        location = (host.get("capabilities") or {}).get("location_info") or ""
+        kind, _, rest = location.partition(":")
+        node, _, dest_root = rest.rpartition(":")
+        if kind != "ZFSOCFS2Driver" or node != self._node_id() or \
+                dest_root == self.ops.names.root or volume.status != "available":
+            return False, None  # Cinder's generic (host-assisted) migration does it
+        with cinder_errors(f"migrate volume {volume.id} to {dest_root}"):
+            dest = NameSpace(dest_root)
+            self.ops.copy_to_root(volume.project_id, volume.name_id, dest)
+            self.ops.delete_volume(volume.project_id, volume.name_id)
+        return True, None
+
     def update_migrated_volume(self, ctxt, volume, new_volume, original_volume_status):
         # Take the original name back when it is free, so the dataset keeps matching the id.
         original = self._volume_name(volume)
@@ -540,7 +561,7 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
             "online_extend_support": True,
             "total_volumes": capacity["total_volumes"],
             "total_snapshots": self.ops.index.count(),
-            "location_info": f"ZFSOCFS2Driver:{socket.gethostname()}:{self.ops.names.root}",
+            "location_info": f"ZFSOCFS2Driver:{self._node_id()}:{self.ops.names.root}",
             "sparse_copy_volume": True,
             "QoS_support": False,
             "consistent_group_snapshot_enabled": True,

@@ -16,8 +16,9 @@ from cinder_zfs_ocfs2.agent.server import AgentServer
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cinder-zfs-agent", description=__doc__)
-    parser.add_argument("--root", required=True,
-                        help="root dataset; every name the agent touches must be inside it")
+    parser.add_argument("--root", required=True, action="append",
+                        help="root dataset; every name the agent touches must be inside one "
+                             "(repeat for several backends on this node)")
     parser.add_argument("--no-pyzfs", action="store_true",
                         help="use the zfs CLI even when libzfs_core is importable")
     parser.add_argument("--debug", action="store_true")

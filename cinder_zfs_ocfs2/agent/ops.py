@@ -16,7 +16,7 @@ import time
 
 from cinder_zfs_ocfs2.agent import lio, ocfs2
 from cinder_zfs_ocfs2.zfs import errors
-from cinder_zfs_ocfs2.zfs.names import NameSpace
+from cinder_zfs_ocfs2.zfs.names import Confinement
 
 LOG = logging.getLogger(__name__)
 
@@ -66,8 +66,9 @@ def _check_list(values, what: str) -> list[str]:
 class NodeOperations:
     """The allow-listed operations of a storage node, confined to one root dataset."""
 
-    def __init__(self, root: str, pyzfs="auto", command_prefix: list[str] | None = None):
-        self.names = NameSpace(root)
+    def __init__(self, root: str | list[str], pyzfs="auto",
+                 command_prefix: list[str] | None = None):
+        self.names = Confinement(root if isinstance(root, list) else [root])
         self.busy_retries = BUSY_RETRIES
         self.lzc = load_pyzfs() if pyzfs == "auto" else pyzfs
         self._prefix = list(command_prefix or [])
@@ -162,11 +163,14 @@ class NodeOperations:
     def version(self) -> dict:
         out = self._run(["zfs", "version"]).split()
         return {"zfs": out[0] if out else "unknown", "pyzfs": self.lzc is not None,
-                "root": self.names.root}
+                "root": self.names.root, "roots": self.names.roots}
 
-    def pool_capacity(self) -> dict:
+    def pool_capacity(self, pool: str | None = None) -> dict:
+        pool = pool or self.names.pools[0]
+        if pool not in self.names.pools:
+            raise errors.InvalidArgument(f"pool {pool!r} holds none of the agent's roots")
         out = self._run(["zpool", "list", "-Hp", "-o", "name,size,allocated,free,health",
-                         self.names.pool], self.names.pool)
+                         pool], pool)
         name, size, alloc, free, health = out.strip().split("\t")
         return {"name": name, "size": int(size), "allocated": int(alloc), "free": int(free),
                 "health": health}

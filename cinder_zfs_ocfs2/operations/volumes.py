@@ -364,6 +364,35 @@ class VolumeOperations:
                 self._destroy_quietly(temp)  # independent copy: the temp snapshot did its job
         return made
 
+    # -- migration -------------------------------------------------------------------------
+
+    def copy_to_root(self, project_id: str, volume_id: str, dest: NameSpace) -> str:
+        """Copy a volume into another root on the same node (storage-assisted migration):
+        send|receive of a temp snapshot; the source is left for the caller to delete."""
+        name = self.names.volume(project_id, volume_id)
+        target = dest.volume(project_id, volume_id)
+        temp = self.names.clone_snapshot(name, volume_id)
+        current = self.zfs.get_properties(name, ["compression", "refreservation"])
+        props = {**self._owner_props(project_id, volume_id),
+                 "compression": current.get("compression") or self.defaults.compression}
+        self.create_snapshots([temp])
+        try:
+            self._create_parent(dest.tenant(project_id))
+            LOG.info("Migrating %s to %s by send|receive", name, target)
+            result = self.zfs.send_receive(temp, target, props)
+            self.zfs.destroy(f"{target}@{temp.partition('@')[2]}")
+            if current.get("refreservation") not in (None, "", "0", "none"):
+                self.zfs.set_properties(target, {"refreservation": "auto"})
+            LOG.info("Migrated %s to %s: %s bytes in %s s", name, target, result.get("bytes"),
+                     result.get("seconds"))
+        except Exception:
+            if self.zfs.exists(target):
+                self.zfs.destroy(target, recursive=True)
+            raise
+        finally:
+            self._destroy_quietly(temp)
+        return target
+
     # -- revert ----------------------------------------------------------------------------
 
     def revert(self, project_id: str, volume_id: str, snapshot: str) -> None:
@@ -440,7 +469,7 @@ class VolumeOperations:
     # -- capacity --------------------------------------------------------------------------
 
     def capacity(self) -> dict:
-        pool = self.zfs.pool_capacity()
+        pool = self.zfs.pool_capacity(self.names.pool)
         # Usable space as ZFS accounts it (after redundancy), not the pool's raw size.
         space = self.zfs.get_properties(self.names.root, ["used", "available"])
         used, available = int(space["used"]), int(space["available"])

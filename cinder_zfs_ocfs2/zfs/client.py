@@ -64,8 +64,8 @@ class ZFSClient:
     def version(self) -> dict:
         return self._call("version")
 
-    def pool_capacity(self) -> PoolCapacity:
-        return PoolCapacity(**self._call("pool_capacity"))
+    def pool_capacity(self, pool: str | None = None) -> PoolCapacity:
+        return PoolCapacity(**self._call("pool_capacity", pool=pool))
 
     # -- datasets --------------------------------------------------------------------------
 

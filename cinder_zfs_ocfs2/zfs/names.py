@@ -145,3 +145,27 @@ class NameSpace:
         elif not dataset.startswith(self.root + "/"):
             raise InvalidArgument(f"{name!r} is outside the root dataset {self.root!r}")
         return name
+
+
+class Confinement:
+    """The roots one storage-node agent may touch (a node can serve several backends, e.g.
+    one per pool, and a migration between them needs both). Checks like NameSpace.check."""
+
+    def __init__(self, roots: list[str]):
+        if not roots:
+            raise InvalidArgument("at least one root dataset is needed")
+        self.spaces = [NameSpace(r) for r in roots]
+        self.root = self.spaces[0].root
+        self.roots = [ns.root for ns in self.spaces]
+        self.pools = sorted({ns.pool for ns in self.spaces})
+
+    def check(self, name: str, allow_root: bool = True) -> str:
+        errors = []
+        for space in self.spaces:
+            try:
+                return space.check(name, allow_root=allow_root)
+            except InvalidArgument as exc:
+                errors.append(exc)
+        raise errors[0] if len(errors) == 1 else InvalidArgument(
+            f"{name!r} is outside the root datasets {', '.join(self.roots)}")
+

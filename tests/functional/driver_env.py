@@ -17,7 +17,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 AGENT_DIR = "/opt/cinder-zfs-ocfs2"
-AGENT_ROOT = "tank"
+AGENT_ROOTS = ("tank", "ftmig")   # ftmig: a second pool, for migrations between pools
 
 
 def package_tarball() -> bytes:
@@ -39,8 +39,9 @@ def install_agent(node, key_dir: pathlib.Path) -> pathlib.Path:
              f"tar -xzf /tmp/cinder-zfs-ocfs2.tgz -C {AGENT_DIR}")
     public = (key_dir / "agent_key.pub").read_text().strip()
     blob = public.split()[1]
+    roots = " ".join(f"--root {root}" for root in AGENT_ROOTS)
     line = (f'restrict,command="cd {AGENT_DIR} && exec python3 -m cinder_zfs_ocfs2.agent '
-            f'--root {AGENT_ROOT}" {public}')
+            f'{roots}" {public}')
     # Several test sessions may share the node: add this key once, leave the others alone.
     node.run("mkdir -p /root/.ssh && touch /root/.ssh/authorized_keys && "
              f"(grep -qF '{blob}' /root/.ssh/authorized_keys || "
@@ -106,7 +107,8 @@ def make_driver(node, dataset, agent_key, tmp_path):
         conf = configuration.Configuration(cinder_driver.volume_opts, config_group=group)
         conf.append_config_values(cinder_driver.iser_opts)
         conf.append_config_values(options.ALL_OPTS)
-        settings = dict(zfs_root_dataset=f"{dataset}/cinder", zfs_agent_mode="ssh",
+        settings = dict(zfs_root_dataset=overrides.pop("root", f"{dataset}/cinder"),
+                        zfs_agent_mode="ssh",
                         zfs_ssh_host="127.0.0.1", zfs_ssh_port=node.port,
                         zfs_ssh_private_key=str(agent_key),
                         zfs_ssh_known_hosts_file=str(node.known_hosts),

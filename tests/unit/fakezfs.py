@@ -348,7 +348,9 @@ class FakeZFS:
     def version(self) -> dict:
         return {"zfs": "zfs-2.2.2-fake", "pyzfs": True, "root": self.names.root}
 
-    def pool_capacity(self) -> dict:
+    def pool_capacity(self, pool: str | None = None) -> dict:
+        if pool not in (None, self.names.pool):
+            raise errors.InvalidArgument(f"pool {pool!r} holds none of the agent's roots")
         allocated = self._used(self.datasets[self.names.pool])
         return {"name": self.names.pool, "size": self.pool_size, "allocated": allocated,
                 "free": self.pool_size - allocated, "health": self.health}

@@ -1,0 +1,60 @@
+"""Retype in place and storage-assisted migration between two pools of one node (issue 7)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from tests.functional.driver_env import volume_obj
+from tests.functional.test_driver import read_hash, settle, write_random
+
+
+@pytest.fixture(scope="module")
+def second_pool(node):
+    """Pool `ftmig` on a sparse file in the guest: another pool of the same node."""
+    node.run("zpool list ftmig >/dev/null 2>&1 || (truncate -s 4G /var/tmp/ftmig.img && "
+             "zpool create -o cachefile=none ftmig /var/tmp/ftmig.img)")
+    return "ftmig"
+
+
+def test_retype_compression_in_place_keeps_data(node, make_driver):
+    drv = make_driver()
+    vol = volume_obj(extra_specs={"zfs:compression": "lz4"}, host="ft@zfs-ft#zfs-ft")
+    drv.create_volume(vol)
+    data = write_random(node, settle(node, drv, vol))
+    name = drv.ops.names.volume(vol.project_id, vol.id)
+    new_type = {"extra_specs": {"zfs:compression": "zstd", "zfs:sparse": "false"}}
+    host = {"host": "ft@zfs-ft#zfs-ft"}
+    assert drv.retype(None, vol, new_type, {}, host) == (True, None)
+    props = node.run(f"zfs get -H -o value compression,refreservation {name}").stdout.split()
+    assert props[0] == "zstd" and props[1] != "none"
+    assert read_hash(node, settle(node, drv, vol)) == data
+    # volblocksize is fixed at creation: the answer is a migration, not a silent no-op
+    assert drv.retype(None, vol, {"extra_specs": {"zfs:volblocksize": "64K"}}, {}, host) == \
+        (False, None)
+    drv.delete_volume(vol)
+
+
+def test_migrate_between_pools_of_one_node(node, make_driver, second_pool):
+    src = make_driver()
+    dest_root = f"{second_pool}/ft-{uuid.uuid4().hex[:8]}/cinder"
+    dest = make_driver(root=dest_root)
+    try:
+        vol = volume_obj(status="available")
+        src.create_volume(vol)
+        data = write_random(node, settle(node, src, vol), mib=8)
+        host = {"host": "ft@zfs-dest#zfs-dest",
+                "capabilities": dest.get_volume_stats(refresh=True)}
+        assert src.migrate_volume(None, vol, host) == (True, None)
+        moved = dest.ops.names.volume(vol.project_id, vol.id)
+        assert node.run(f"zfs list -H -o name {moved}").returncode == 0
+        assert not src.zfs.exists(src.ops.names.volume(vol.project_id, vol.id))
+        assert read_hash(node, settle(node, dest, vol), mib=8) == data
+        dest.delete_volume(vol)
+        # another node's backend: not ours to migrate to
+        host["capabilities"] = dict(host["capabilities"],
+                                    location_info=f"ZFSOCFS2Driver:10.9.9.9:22:{dest_root}")
+        assert src.migrate_volume(None, vol, host) == (False, None)
+    finally:
+        node.run(f"zfs destroy -r {dest_root.rpartition('/')[0]}", check=False)
