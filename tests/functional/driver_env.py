@@ -86,9 +86,8 @@ class FakeCinderDB:
         return self.volumes[volume_id]
 
 
-@pytest.fixture
-def make_driver(node, dataset, agent_key, tmp_path):
-    """Build a ZFSOCFS2Driver in ssh mode, rooted at <dataset>/cinder, set up and checked."""
+def build_driver(node, agent_key, root: str, catalog_url: str, **overrides):
+    """A ZFSOCFS2Driver in ssh mode against the node, set up and checked as the manager does."""
     from cinder import context as cinder_context
     from cinder import objects
     from cinder.volume import configuration
@@ -99,30 +98,36 @@ def make_driver(node, dataset, agent_key, tmp_path):
     from cinder_zfs_ocfs2 import options
 
     objects.register_all()
+    group = f"zfs_ft_{uuid.uuid4().hex[:8]}"
+    conf = configuration.Configuration(cinder_driver.volume_opts, config_group=group)
+    conf.append_config_values(cinder_driver.iser_opts)
+    conf.append_config_values(options.ALL_OPTS)
+    settings = dict(zfs_root_dataset=root, zfs_agent_mode="ssh",
+                    zfs_ssh_host="127.0.0.1", zfs_ssh_port=node.port,
+                    zfs_ssh_private_key=str(agent_key),
+                    zfs_ssh_known_hosts_file=str(node.known_hosts),
+                    target_helper="lioadm", target_ip_address="127.0.0.1",
+                    volume_backend_name="zfs-ft", zfs_catalog_connection=catalog_url)
+    settings.update(overrides)
+    for key, value in settings.items():
+        cfg.CONF.set_override(key, value, group=group)
+    drv = zfs_driver.ZFSOCFS2Driver(configuration=conf, host="ft@zfs-ft")
+    drv.do_setup(cinder_context.get_admin_context())
+    drv.target_driver.db = FakeCinderDB()
+    drv.check_for_setup_error()
+    return drv
+
+
+@pytest.fixture
+def make_driver(node, dataset, agent_key, tmp_path):
+    """Build drivers rooted at <dataset>/cinder (or root=...); one catalog per test, shared by
+    "restarted" drivers."""
     made = []
-    catalog_dir = tmp_path
 
     def factory(**overrides):
-        group = f"zfs_ft_{uuid.uuid4().hex[:8]}"
-        conf = configuration.Configuration(cinder_driver.volume_opts, config_group=group)
-        conf.append_config_values(cinder_driver.iser_opts)
-        conf.append_config_values(options.ALL_OPTS)
-        settings = dict(zfs_root_dataset=overrides.pop("root", f"{dataset}/cinder"),
-                        zfs_agent_mode="ssh",
-                        zfs_ssh_host="127.0.0.1", zfs_ssh_port=node.port,
-                        zfs_ssh_private_key=str(agent_key),
-                        zfs_ssh_known_hosts_file=str(node.known_hosts),
-                        target_helper="lioadm", target_ip_address="127.0.0.1",
-                        volume_backend_name="zfs-ft",
-                        # one catalog per test dataset, shared by "restarted" drivers
-                        zfs_catalog_connection=f"sqlite:///{catalog_dir}/catalog.sqlite")
-        settings.update(overrides)
-        for key, value in settings.items():
-            cfg.CONF.set_override(key, value, group=group)
-        drv = zfs_driver.ZFSOCFS2Driver(configuration=conf, host="ft@zfs-ft")
-        drv.do_setup(cinder_context.get_admin_context())
-        drv.target_driver.db = FakeCinderDB()
-        drv.check_for_setup_error()
+        root = overrides.pop("root", f"{dataset}/cinder")
+        drv = build_driver(node, agent_key, root, f"sqlite:///{tmp_path}/catalog.sqlite",
+                           **overrides)
         made.append(drv)
         return drv
 
