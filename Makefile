@@ -14,10 +14,11 @@ $(STAMP): setup.cfg requirements-test.txt tools/bootstrap-venv.sh
 
 lint: venv
 	$(VENV)/bin/ruff check cinder_zfs_ocfs2 tests tools benchmarks
+	shellcheck -s bash devstack/plugin.sh devstack/settings devstack/override-defaults
 
 # The fast loop: seconds, no VM, no root.
 unit: venv
-	$(PY) -m pytest -q tests/unit
+	$(PY) -m pytest -q tests/unit tests/devstack
 
 sample-config: venv
 	$(VENV)/bin/oslo-config-generator --namespace cinder_zfs_ocfs2 > etc/cinder-zfs-ocfs2.conf.sample

@@ -7,6 +7,10 @@ if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' 2
     echo "== installing python3-venv (Debian)"
     apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv python3-dev gcc
 fi
+if ! command -v shellcheck >/dev/null; then
+    echo "== installing shellcheck (Debian; lints the devstack plugin)"
+    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q shellcheck
+fi
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 start=$SECONDS
 echo "== installing Python packages into $venv (cinder 29 and test tools; ~2 min cold)"
