@@ -45,9 +45,12 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(scope="session")
-def stack():
+def stack(pytestconfig):
+    # tools/stack/up prints each step and its time: show it live, not in pytest's capture
+    capman = pytestconfig.pluginmanager.getplugin("capturemanager")
     try:
-        return stacklib.bring_up()
+        with capman.global_and_fixture_disabled():
+            return stacklib.bring_up()
     except stacklib.StackUpError as e:
         pytest.fail(f"the stack could not come up: {e}", pytrace=False)
 

@@ -35,9 +35,9 @@ class CLIError(subprocess.CalledProcessError):
 
 def bring_up(timeout: float = 3600) -> Stack:
     t = time.time()
-    print("\n[e2e] tools/stack/up (reuses a healthy stack) ...", file=sys.__stderr__,
+    print("\n[e2e] tools/stack/up (reuses a healthy stack) ...", file=sys.stderr,
           flush=True)
-    r = subprocess.run([str(UP)], stdout=sys.__stderr__, stderr=sys.__stderr__,
+    r = subprocess.run([str(UP)], stdout=sys.stderr, stderr=sys.stderr,
                        stdin=subprocess.DEVNULL, timeout=timeout)
     if r.returncode != 0:
         raise StackUpError(f"tools/stack/up exited {r.returncode} (its output is above)")
@@ -46,7 +46,7 @@ def bring_up(timeout: float = 3600) -> Stack:
     info = json.loads(status.stdout)
     if not info.get("ok"):
         raise StackUpError(f"tools/stack/status is not healthy after up: {status.stdout}")
-    print(f"[e2e] stack ready in {time.time() - t:.1f}s", file=sys.__stderr__, flush=True)
+    print(f"[e2e] stack ready in {time.time() - t:.1f}s", file=sys.stderr, flush=True)
     return Stack(info)
 
 
