@@ -10,6 +10,7 @@ expects at this boundary and nowhere else.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import socket
 import time
 
@@ -244,6 +245,11 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
 
     def create_cloned_volume(self, volume, src_vref):
         spec = self._spec(volume)
+        if self._is_image_cache_entry(volume) and spec.clone_mode == "linked":
+            # Cinder caches an image by cloning the user's first volume from it: a linked
+            # clone would pin that user's volume (hidden, not freed) for as long as the cache
+            # entry lives. Volumes made later from the cache entry are O(1) linked clones.
+            spec = dataclasses.replace(spec, clone_mode="independent")
         source = self._volume_name(src_vref)
         with cinder_errors(f"clone volume {src_vref.id} into {volume.id}"):
             self.ops.create_cloned_volume(source, volume.project_id, volume.name_id,
@@ -253,6 +259,21 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
     def revert_to_snapshot(self, context, volume, snapshot):
         with cinder_errors(f"revert volume {volume.id} to snapshot {snapshot.id}"):
             self.ops.revert(volume.project_id, volume.name_id, self._snapshot_name(snapshot))
+
+    @staticmethod
+    def _is_image_cache_entry(volume) -> bool:
+        internal = getattr(CONF, "cinder_internal_tenant_project_id", None)
+        return bool(internal) and volume.project_id == internal
+
+    def backup_use_temp_snapshot(self):
+        # Backing up from a snapshot attaches the snapshot itself (read-only, no clone),
+        # which needs the agent's LIO: Cinder's rtstool opens devices read-write.
+        wanted = bool(self.configuration.safe_get("backup_use_temp_snapshot"))
+        if wanted and self.configuration.zfs_agent_mode != "ssh":
+            LOG.warning("backup_use_temp_snapshot needs zfs_agent_mode = ssh; backups of %s "
+                        "use a temporary clone instead", self.backend_name)
+            return False
+        return wanted
 
     def snapshot_revert_use_temp_snapshot(self):
         # A ZFS revert loses nothing with dependents, and a temp snapshot would be one more

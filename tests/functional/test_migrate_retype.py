@@ -58,3 +58,32 @@ def test_migrate_between_pools_of_one_node(node, make_driver, second_pool):
         assert src.migrate_volume(None, vol, host) == (False, None)
     finally:
         node.run(f"zfs destroy -r {dest_root.rpartition('/')[0]}", check=False)
+
+
+def test_image_cache_entry_does_not_pin_the_users_volume(node, make_driver):
+    from cinder import context  # noqa: F401 - registers cinder_internal_tenant_*
+    from oslo_config import cfg
+
+    cfg.CONF.set_override("cinder_internal_tenant_project_id", "internal-proj")
+    try:
+        drv = make_driver()
+        first = volume_obj(project_id="proj-a")      # the user's volume made from an image
+        drv.create_volume(first)
+        data = write_random(node, settle(node, drv, first))
+        cache = volume_obj(project_id="internal-proj")
+        drv.create_cloned_volume(cache, first)       # Cinder's image-volume cache entry
+        cache_name = drv.ops.names.volume(cache.project_id, cache.id)
+        assert drv.zfs.get_volume(cache_name).origin is None  # independent copy
+        drv.delete_volume(first)                     # freed at once, not hidden
+        assert "volume-" not in node.run(
+            f"zfs list -H -o name -r {drv.ops.names.trash_root}").stdout
+        later = volume_obj(project_id="proj-b")      # a new volume from the cached image
+        drv.create_cloned_volume(later, cache)
+        later_name = drv.ops.names.volume(later.project_id, later.id)
+        assert drv.zfs.get_volume(later_name).origin == \
+            drv.ops.names.clone_snapshot(cache_name, later.id)   # O(1) linked clone
+        assert read_hash(node, settle(node, drv, later)) == data
+        drv.delete_volume(later)
+        drv.delete_volume(cache)
+    finally:
+        cfg.CONF.clear_override("cinder_internal_tenant_project_id")
