@@ -315,10 +315,11 @@ def ensure_debs() -> None:
 # ------------------------------------------------------------------ Python environments
 def ensure_python() -> None:
     req = HERE / "requirements.txt"
-    if not stamp_ok("venv-stack", file_digest(req)):
+    stamp = VENV / ".stack-requirements"  # in the venv: a new venv installs them again
+    if not stamp.exists() or stamp.read_text() != file_digest(req):
         with step(f"installing {req.relative_to(REPO)} into {VENV}"):
             sh([VENV / "bin" / "pip", "install", "-q", "-r", req])
-        stamp_set("venv-stack", file_digest(req))
+        stamp.write_text(file_digest(req))
     kreq, kcon = HERE / "keystone-requirements.txt", HERE / "keystone-constraints.txt"
     if not stamp_ok("venv-keystone", file_digest(kreq, kcon)) or not (
             KEYSTONE_VENV / "bin" / "keystone-manage").exists():
