@@ -7,7 +7,7 @@ every other request.
 
 from __future__ import annotations
 
-from oslo_log import log as logging
+import logging  # stdlib, like the agent: this module also runs on a node without oslo
 
 from cinder_zfs_ocfs2.agent.ops import NodeOperations
 
