@@ -28,3 +28,19 @@ def test_every_operation_through_the_local_transport_in_the_guest(node, dataset,
     out = node.run(f"cd {AGENT_DIR} && python3 /tmp/client_scenario_main.py {dataset}").stdout
     facts = json.loads(out.strip().splitlines()[-1])
     assert facts["pyzfs"] is True and facts["pool"] == "ONLINE"
+
+
+def test_real_agent_answers_bad_input_with_structured_errors_and_keeps_serving(node, agent_key):
+    huge = b'{"id": 5, "op": "exists", "args": {"name": "' + b"x" * (2 * 1024 * 1024) + b'"}}'
+    frames = [b"not json", b'{"id": 2, "op": "rm_rf", "args": {}}',
+              b'{"id": 3, "op": "destroy", "args": {"name": "rpool/ROOT"}}',
+              b'{"id": 4, "op": "destroy", "args": {"name": "tank/../etc"}}', huge,
+              b'{"id": 6, "op": "exists", "args": {"name": "tank"}}']
+    out = node.run(f"cd {AGENT_DIR} && python3 -m cinder_zfs_ocfs2.agent --root tank",
+                   input=b"\n".join(frames) + b"\n").stdout
+    replies = [json.loads(line) for line in out.splitlines()]
+    assert replies[0]["type"] == "hello"
+    by_id = {r["id"]: r for r in replies[1:]}
+    assert [r["error"]["code"] for r in replies[1:] if r["id"] is None] == ["invalid", "invalid"]
+    assert all(by_id[i]["error"]["code"] == "invalid" for i in (2, 3, 4))
+    assert by_id[6] == {"id": 6, "ok": True, "result": True}   # still serving
