@@ -13,8 +13,11 @@ from tests.functional.test_driver import read_hash, settle, write_random
 @pytest.fixture(scope="module")
 def second_pool(node):
     """Pool `ftmig` on a sparse file in the guest: another pool of the same node."""
-    node.run("zpool list ftmig >/dev/null 2>&1 || (truncate -s 4G /var/tmp/ftmig.img && "
-             "zpool create -o cachefile=none ftmig /var/tmp/ftmig.img)")
+    # Not in the cache file: after a reboot of the node it is imported again, or made anew.
+    node.run("zpool list ftmig >/dev/null 2>&1 || "
+             "zpool import -o cachefile=none -d /var/tmp ftmig 2>/dev/null || "
+             "(truncate -s 4G /var/tmp/ftmig.img && "
+             "zpool create -f -o cachefile=none ftmig /var/tmp/ftmig.img)")
     return "ftmig"
 
 
