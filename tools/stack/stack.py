@@ -243,6 +243,20 @@ def port_open(port: int, host: str = HOST) -> bool:
         return s.connect_ex((host, port)) == 0
 
 
+ENV_OF_PORT = {"epmd": "STACK_EPMD_PORT", "rabbitmq": "STACK_RABBIT_PORT",
+               "mariadb": "STACK_MARIADB_PORT", "keystone": "STACK_KEYSTONE_PORT",
+               "cinder-api": "STACK_CINDER_PORT"}
+
+
+def port_free_for(name: str) -> None:
+    """Refuse to start `name` on a port that another process (another stack?) holds."""
+    port = PORTS[name]
+    if port_open(port):
+        raise StackError(f"{HOST}:{port} ({name}) is held by a process that is not this stack's "
+                         f"(another stack in another STACK_DIR?): stop it, or choose another "
+                         f"port with {ENV_OF_PORT[name]}=...")
+
+
 def wait_for(what: str, ok, timeout: float, name: str | None = None) -> None:
     end = time.time() + timeout
     while time.time() < end:
@@ -364,6 +378,7 @@ user = root
             sh(["mariadb-install-db", f"--defaults-file={MY_CNF}", "--user=root",
                 "--skip-test-db", "--auth-root-authentication-method=socket"])
     if not running("mariadb"):
+        port_free_for("mariadb")
         with step(f"mariadb: starting on {HOST}:{PORTS['mariadb']}"):
             start_proc("mariadb", ["mariadbd", f"--defaults-file={MY_CNF}"])
             wait_for("mariadb", lambda: sh(["mariadb-admin", f"--defaults-file={MY_CNF}",
@@ -419,10 +434,12 @@ def rabbitmq_up() -> None:
     write_if_changed(base / "enabled_plugins", "[].\n")
     env = rabbit_env()
     if not running("epmd"):
+        port_free_for("epmd")
         # Our own epmd, loopback only (rabbitmq would otherwise start one on every interface).
         start_proc("epmd", ["epmd", "-address", HOST, "-port", PORTS["epmd"]], env=env)
         wait_for("epmd", lambda: port_open(PORTS["epmd"]), 15, "epmd")
     if not running("rabbitmq"):
+        port_free_for("rabbitmq")
         with step(f"rabbitmq: starting on {HOST}:{PORTS['rabbitmq']}"):
             start_proc("rabbitmq", ["/usr/lib/rabbitmq/bin/rabbitmq-server"], env=env)
             wait_for("rabbitmq", lambda: port_open(PORTS["rabbitmq"]), 120, "rabbitmq")
@@ -488,6 +505,7 @@ enforce_scope = true
     if running("keystone") and (changed or not keystone_ok()):
         stop_proc("keystone")
     if not running("keystone"):
+        port_free_for("keystone")
         with step(f"keystone: gunicorn on {HOST}:{PORTS['keystone']}"):
             start_proc("keystone", [
                 KEYSTONE_VENV / "bin" / "gunicorn", "--bind", f"{HOST}:{PORTS['keystone']}",
@@ -695,6 +713,8 @@ def cinder_up(sec: dict, node_port: int) -> None:
         with step("cinder-manage db sync"):
             sh([VENV / "bin" / "cinder-manage", f"--config-file={CINDER_CONF}", "db", "sync"])
         stamp_set("cinder-db", version + sec["db_cinder"])
+    if not running("cinder-api"):
+        port_free_for("cinder-api")
     for svc in CINDER_SERVICES:
         if not running(svc):
             start_proc(svc, [VENV / "bin" / svc, f"--config-file={CINDER_CONF}"])
