@@ -622,7 +622,6 @@ osapi_volume_workers = 2
 enabled_backends = {BACKEND}
 default_volume_type = zfs
 glance_api_servers = http://{HOST}:9292
-use_default_quota_class = False
 quota_volumes = 1000
 quota_snapshots = 5000
 quota_gigabytes = 100000
