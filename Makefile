@@ -66,3 +66,10 @@ demo: venv
 # The real openstack CLI and openstacksdk against the stack (brought up, or reused, first).
 e2e: venv
 	$(PY) -m pytest -q -p no:cacheprovider tests/e2e
+
+# The upstream Tempest volume tests (tempest.api.volume + cinder_tempest_plugin.api.volume)
+# against the stack (brought up, or reused, first); tempest and the plugin in their own venv.
+# Summary and subunit in ~/.cache/cinder-zfs-ocfs2/tempest (README "Tempest").
+.PHONY: tempest
+tempest: venv
+	tools/tempest/run $(TEMPEST_ARGS)
