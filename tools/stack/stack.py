@@ -528,6 +528,16 @@ def admin_conn(sec: dict):
 
 
 def keystone_resources(sec: dict) -> None:
+    # Idempotent but slow (password hashing): once per keystone database and settings.
+    digest = hashlib.sha256(json.dumps([sec, PORTS, sorted(PROJECTS.items())],
+                                       sort_keys=True).encode()).hexdigest()
+    if stamp_ok("keystone-resources", digest + file_digest(STACK / "stamps" / "keystone-db")):
+        return
+    _keystone_resources(sec)
+    stamp_set("keystone-resources", digest + file_digest(STACK / "stamps" / "keystone-db"))
+
+
+def _keystone_resources(sec: dict) -> None:
     with step("keystone: projects, users, roles, the block-storage service and endpoints"):
         c = admin_conn(sec)
         idn = c.identity
