@@ -2,10 +2,11 @@
 
 Runs under the Tempest venv's python (it has python-subunit and testtools):
 
-    summary.py RUN.subunit --wall SECONDS --info JSON --out BASE
+    summary.py RUN.subunit --wall SECONDS --info JSON --out BASE [--list TESTS]
 
 writes BASE.summary.txt and BASE.summary.json. Test ids lose their [tags] suffix; class-level
-skips (setUpClass) count as one skip of the class, as stestr reports them.
+skips and failures (setUpClass) count as one each, as stestr reports them; with --list (the
+output of `tempest run --list-tests`), the test methods behind them are counted too.
 """
 
 from __future__ import annotations
@@ -50,7 +51,16 @@ def read(path: str) -> dict:
     return tests
 
 
-def summarise(tests: dict, wall: float, info: dict) -> dict:
+def methods(entries: list[str], listed: list[str]) -> int:
+    """How many listed test methods the result entries stand for (a setUpClass: its class)."""
+    per_class = defaultdict(int)
+    for tid in listed:
+        per_class[tid.rpartition(".")[0]] += 1
+    return sum(per_class[e[len("setUpClass ("):-1]] if e.startswith("setUpClass (") else 1
+               for e in entries)
+
+
+def summarise(tests: dict, wall: float, info: dict, listed: list[str]) -> dict:
     by = defaultdict(list)
     for tid, t in tests.items():
         by[t["status"]].append(tid)
@@ -65,6 +75,9 @@ def summarise(tests: dict, wall: float, info: dict) -> dict:
         "failed": len(failed),
         "skipped": len(by.get("skip", [])),
         "total": len(tests),
+        "methods": {"listed": len(listed), "passed": methods(passed, listed),
+                    "failed": methods(failed, listed),
+                    "skipped": methods(by.get("skip", []), listed)} if listed else None,
         "wall_seconds": wall,
         "info": info,
         "skipped_by_reason": {r: sorted(ids) for r, ids in
@@ -83,8 +96,13 @@ def text(s: dict) -> str:
         f"regex {info.get('regex')}",
         f"passed {s['passed']}, failed {s['failed']}, skipped {s['skipped']} "
         f"(total {s['total']}), run time {m} min {sec:02d} s",
-        "",
     ]
+    if s["methods"]:
+        c = s["methods"]
+        lines.append(f"test methods (a class-level skip or failure counts all of its class): "
+                     f"{c['listed']} listed, passed {c['passed']}, failed {c['failed']}, "
+                     f"skipped {c['skipped']}")
+    lines.append("")
     if s["failures"]:
         lines.append("FAILED:")
         for tid, tb in s["failures"].items():
@@ -110,8 +128,13 @@ def main() -> int:
     ap.add_argument("--wall", type=float, default=0.0)
     ap.add_argument("--info", default="{}")
     ap.add_argument("--out", required=True)
+    ap.add_argument("--list", help="the run's test list (tempest run --list-tests)")
     args = ap.parse_args()
-    s = summarise(read(args.subunit), args.wall, json.loads(args.info))
+    listed = []
+    if args.list:
+        with open(args.list) as f:
+            listed = [TAGS.sub("", ln.strip()) for ln in f if ln.strip()]
+    s = summarise(read(args.subunit), args.wall, json.loads(args.info), listed)
     with open(f"{args.out}.summary.json", "w") as f:
         json.dump(s, f, indent=2)
         f.write("\n")
