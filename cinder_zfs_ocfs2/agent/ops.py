@@ -416,12 +416,14 @@ class NodeOperations:
             raise errors.from_cli(stderr.get("recv", b"").decode(errors="replace"), target)
         return {"bytes": copied, "seconds": round(time.monotonic() - started, 3)}
 
-    def wait_for_device(self, name: str, timeout: float = 30.0) -> str:
+    def wait_for_device(self, name: str, timeout: float = 60.0) -> str:
         """Wait for udev to create /dev/zvol/<name> (a zvol, or a snapshot with snapdev
         visible); returns the path."""
         self._check(name)
         path = f"/dev/zvol/{name}"
         deadline = time.monotonic() + min(float(timeout), 120.0)
+        if not os.path.exists(path):
+            self._settle()  # a busy node's udev queue can lag the ZFS call by seconds
         while not os.path.exists(path):
             if time.monotonic() > deadline:
                 raise errors.Busy(f"{path} did not appear within {timeout} s (udev)", name)

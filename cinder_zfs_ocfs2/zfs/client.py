@@ -112,7 +112,7 @@ class ZFSClient:
         return self._call("send_receive", snapshot=snapshot, target=target,
                           properties=properties or {})
 
-    def wait_for_device(self, name: str, timeout: float = 30.0) -> str:
+    def wait_for_device(self, name: str, timeout: float = 60.0) -> str:
         return self._call("wait_for_device", name=name, timeout=timeout)
 
     # -- listing ---------------------------------------------------------------------------

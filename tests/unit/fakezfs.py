@@ -633,7 +633,7 @@ class FakeZFS:
         ds.snaps[snap.short] = copy
         return {"bytes": len(snap.data), "seconds": 0.0}
 
-    def wait_for_device(self, name: str, timeout: float = 30.0) -> str:
+    def wait_for_device(self, name: str, timeout: float = 60.0) -> str:
         self._check_dataset(name)
         ds = self.datasets.get(name)
         if ds is None or ds.kind != "volume":

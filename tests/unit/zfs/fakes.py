@@ -17,7 +17,7 @@ class RecordingOperations(NodeOperations):
         self.commands: list[list[str]] = []
         self.replies = replies or {}
 
-    def wait_for_device(self, name, timeout=30.0):
+    def wait_for_device(self, name, timeout=60.0):
         self.names.check(name)
         return f"/dev/zvol/{name}"
 
