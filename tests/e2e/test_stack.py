@@ -17,6 +17,9 @@ from stacklib import BACKEND_HOST, ZFS_ROOT
 
 MiB = 1 << 20
 GiB = 1 << 30
+# udev makes /dev/zvol/... links; on a node busy with thousands of zvols (benchmarks share it)
+# that can take long
+LINK_TIMEOUT = 180
 
 
 def uniq(prefix: str) -> str:
@@ -46,7 +49,7 @@ def pool_objects(node) -> list[str]:
 def write_random(node, device: str, mib: int = 4) -> str:
     """Fill the first `mib` MiB of a block device on the node with random data; its sha256."""
     q = shlex.quote(device)
-    node.wait_for_path(device)
+    node.wait_for_path(device, timeout=LINK_TIMEOUT)
     node.run(f"dd if=/dev/urandom of=/tmp/e2e.bin bs=1M count={mib} status=none && "
              f"dd if=/tmp/e2e.bin of={q} bs=1M oflag=direct conv=fsync status=none && sync")
     return node.run("sha256sum /tmp/e2e.bin | cut -d' ' -f1; rm -f /tmp/e2e.bin").stdout.strip()
@@ -54,7 +57,7 @@ def write_random(node, device: str, mib: int = 4) -> str:
 
 def read_hash(node, device: str, mib: int = 4) -> str:
     q = shlex.quote(device)
-    node.wait_for_path(device)
+    node.wait_for_path(device, timeout=LINK_TIMEOUT)
     return node.run(f"dd if={q} bs=1M count={mib} iflag=direct status=none | sha256sum"
                     ).stdout.split()[0]
 
@@ -192,7 +195,7 @@ def iscsi_login(node, data: dict) -> str:
              f"{base} --op update -n node.session.auth.password -v {data['auth_password']} && "
              f"{base} --login")
     path = f"/dev/disk/by-path/ip-{portal}-iscsi-{iqn}-lun-{data.get('target_lun', 0)}"
-    node.wait_for_path(path)
+    node.wait_for_path(path, timeout=LINK_TIMEOUT)
     return path
 
 
