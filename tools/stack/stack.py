@@ -671,24 +671,21 @@ service_token_roles_required = true
 enforce_new_defaults = true
 enforce_scope = true
 
-[{BACKEND}]
-volume_driver = cinder_zfs_ocfs2.driver.ZFSOCFS2Driver
-volume_backend_name = {BACKEND}
-zfs_root_dataset = {ZFS_ROOT}
-zfs_agent_mode = ssh
-zfs_ssh_host = {HOST}
-zfs_ssh_port = {node_port}
-zfs_ssh_user = root
-zfs_ssh_private_key = {AGENT_DIR / 'agent_key'}
-zfs_ssh_known_hosts_file = {AGENT_DIR / 'known_hosts'}
-zfs_sparse_volumes = true
-zfs_clone_mode = linked
-zfs_max_clone_depth = 5
-target_helper = lioadm
-target_protocol = iscsi
-target_ip_address = {HOST}
-target_port = 3260
-"""
+{backend_conf(node_port)}"""
+
+
+def backend_conf(node_port: int) -> str:
+    """The backend section, from the one source the DevStack plugin uses too."""
+    sys.path.insert(0, str(REPO))
+    from cinder_zfs_ocfs2.cmd.backend_conf import backend_section, render_ini
+
+    return render_ini(BACKEND, backend_section(
+        backend_name=BACKEND, root_dataset=ZFS_ROOT, agent_mode="ssh",
+        ssh_host=HOST, ssh_port=node_port, ssh_user="root",
+        ssh_key=str(AGENT_DIR / "agent_key"), ssh_known_hosts=str(AGENT_DIR / "known_hosts"),
+        sparse_volumes=True, clone_mode="linked", max_clone_depth=5,
+        target_helper="lioadm", target_protocol="iscsi", target_ip_address=HOST,
+        target_port=3260))
 
 
 def code_digest() -> str:
