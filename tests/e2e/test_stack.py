@@ -46,10 +46,19 @@ def pool_objects(node) -> list[str]:
     return r.stdout.split()
 
 
+def wait_for_device(node, device: str) -> None:
+    """Wait for a /dev/zvol link; if udev lost the event (seen with a flooded queue), ask again."""
+    try:
+        node.wait_for_path(device, timeout=60)
+    except Exception:  # noqa: BLE001 - one more chance after a re-trigger
+        node.run("udevadm trigger --subsystem-match=block --action=change", check=False)
+        node.wait_for_path(device, timeout=LINK_TIMEOUT)
+
+
 def write_random(node, device: str, mib: int = 4) -> str:
     """Fill the first `mib` MiB of a block device on the node with random data; its sha256."""
     q = shlex.quote(device)
-    node.wait_for_path(device, timeout=LINK_TIMEOUT)
+    wait_for_device(node, device)
     node.run(f"dd if=/dev/urandom of=/tmp/e2e.bin bs=1M count={mib} status=none && "
              f"dd if=/tmp/e2e.bin of={q} bs=1M oflag=direct conv=fsync status=none && sync")
     return node.run("sha256sum /tmp/e2e.bin | cut -d' ' -f1; rm -f /tmp/e2e.bin").stdout.strip()
@@ -57,7 +66,7 @@ def write_random(node, device: str, mib: int = 4) -> str:
 
 def read_hash(node, device: str, mib: int = 4) -> str:
     q = shlex.quote(device)
-    node.wait_for_path(device, timeout=LINK_TIMEOUT)
+    wait_for_device(node, device)
     return node.run(f"dd if={q} bs=1M count={mib} iflag=direct status=none | sha256sum"
                     ).stdout.split()[0]
 
