@@ -421,11 +421,23 @@ class NodeOperations:
         visible); returns the path."""
         self._check(name)
         path = f"/dev/zvol/{name}"
-        deadline = time.monotonic() + min(float(timeout), 120.0)
+        started = time.monotonic()
+        deadline = started + min(float(timeout), 120.0)
         if not os.path.exists(path):
             self._settle()  # a busy node's udev queue can lag the ZFS call by seconds
+        retriggered = False
         while not os.path.exists(path):
-            if time.monotonic() > deadline:
+            now = time.monotonic()
+            if now > deadline:
                 raise errors.Busy(f"{path} did not appear within {timeout} s (udev)", name)
+            if not retriggered and now - started > 10:
+                # A zvol's "add" event can be lost under load: replay it for zvols once.
+                retriggered = True
+                try:
+                    self._run(["udevadm", "trigger", "--action=add", "--subsystem-match=block",
+                               "--sysname-match=zd*"])
+                except (errors.ZFSError, OSError) as exc:
+                    LOG.debug("udevadm trigger: %s", exc)
+                self._settle()
             time.sleep(0.1)
         return path
