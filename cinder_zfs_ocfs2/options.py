@@ -73,9 +73,11 @@ catalog_opts = [
                help="SQLAlchemy URL of the snapshot catalog. Unset: an embedded SQLite file "
                     "$state_path/zfs_catalog-<backend>.sqlite. Use a MySQL/PostgreSQL URL when "
                     "several cinder-volume hosts share the backend (active-active)."),
-    cfg.IntOpt("zfs_catalog_reconcile_interval", default=600, min=0,
+    cfg.IntOpt("zfs_catalog_reconcile_interval", default=3600, min=0,
                help="Seconds between reconciliations of the catalog against the pool "
-                    "(0: only at start-up)."),
+                    "(0: only at start-up). Write-through keeps the catalog current; this "
+                    "catches out-of-band changes. Each pass lists every snapshot under the "
+                    "root (about 2 minutes of node time at 10,000 snapshots on OpenZFS 2.1)."),
 ]
 
 ocfs2_opts = [
