@@ -67,6 +67,14 @@ demo: venv
 e2e: venv
 	$(PY) -m pytest -q -p no:cacheprovider tests/e2e
 
+# Issue 10: chain-free ZFS snapshots vs qcow2 backing chains, O(1) snapshot/clone cost, in the
+# storage-node VM (~1 h under emulation). Results: benchmarks/results/chain-*.{json,png},
+# docs/benchmarks.md. Extra args: make bench-chain BENCH_CHAIN_ARGS="--depths 0,16 --repeat 3".
+.PHONY: bench-chain
+bench-chain: venv node-image
+	$(PY) -c 'import matplotlib' 2>/dev/null || $(VENV)/bin/pip install -q -r benchmarks/requirements.txt
+	$(PY) benchmarks/chain/run.py $(BENCH_CHAIN_ARGS)
+
 # The upstream Tempest volume tests (tempest.api.volume + cinder_tempest_plugin.api.volume)
 # against the stack (brought up, or reused, first); tempest and the plugin in their own venv.
 # Summary and subunit in ~/.cache/cinder-zfs-ocfs2/tempest (README "Tempest").
