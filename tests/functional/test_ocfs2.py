@@ -13,11 +13,14 @@ OCFS2 = {"ocfs2:format": "true", "ocfs2:slots": "4", "ocfs2:cluster_stack": "o2c
 
 @pytest.fixture(scope="module")
 def o2cb_cluster(node):
-    """A single-node o2cb cluster in the guest, which plays the compute host here."""
+    """A single-node o2cb cluster in the guest, which plays the compute host here.
+
+    `o2cb list-cluster NAME` exits 0 even for an unknown cluster, so membership is tested
+    with list-clusters."""
     node.run("o2cb cluster-status ocfs2 2>/dev/null | grep -q online || ("
              "modprobe ocfs2_dlmfs && modprobe ocfs2_stack_o2cb && mkdir -p /dlm && "
              "(mountpoint -q /dlm || mount -t ocfs2_dlmfs ocfs2_dlmfs /dlm) && "
-             "(o2cb list-cluster ocfs2 >/dev/null 2>&1 || o2cb add-cluster ocfs2) && "
+             "(o2cb list-clusters | grep -qx ocfs2 || o2cb add-cluster ocfs2) && "
              "(o2cb list-nodes ocfs2 2>/dev/null | grep -q $(hostname) || "
              " o2cb add-node ocfs2 $(hostname) --ip 127.0.0.1 --number 0) && "
              "o2cb register-cluster ocfs2)")
