@@ -4,7 +4,9 @@
    per request (a new handshake each time, ~2 s under emulation) -- issue 3.
 2. 32 concurrent create_snapshot calls (eventlet greenthreads, as cinder-volume runs them) with
    snapshot coalescing on (zfs_snapshot_batch_window_ms=50) vs off (0), against one snapshot
-   alone -- issue 7.
+   alone -- issue 7. Beside them, in the same run, the floor: lzc_snapshot of the same 1 and 32
+   zvols timed inside the guest, no driver, no SSH -- what ZFS itself needs for one txg with 32
+   snapshots in it on this node.
 
     .venv/bin/python benchmarks/agent_and_coalescing.py [--repeat 3] [--volumes 32]
 
@@ -75,17 +77,43 @@ def snapshot_burst(drv, volumes) -> float:
     return elapsed
 
 
+# Timed inside the guest: one lzc_snapshot call of the first zvol, then one of all of them.
+LZC_FLOOR = """
+import json, sys, time, libzfs_core as lzc
+zvols = json.loads(sys.argv[1]); tag = sys.argv[2]; out = {}
+for label, names in (("one", zvols[:1]), ("all", zvols)):
+    snaps = [f"{z}@floor-{label}-{tag}".encode() for z in names]
+    started = time.monotonic()
+    lzc.lzc_snapshot(snaps)
+    out[label] = time.monotonic() - started
+    lzc.lzc_destroy_snaps(snaps, defer=False)
+print(json.dumps(out))
+"""
+
+
+def zfs_floor(node, zvols: list[str], tag: str) -> dict:
+    node.run(f"cat > /tmp/lzc_floor.py <<'EOF'\n{LZC_FLOOR}\nEOF")
+    out = node.run(f"python3 /tmp/lzc_floor.py '{json.dumps(zvols)}' {tag}").stdout
+    return json.loads(out)
+
+
 def coalescing(node, key, root: str, catalog: str, count: int, repeat: int) -> dict:
     batched = build_driver(node, key, root, catalog, zfs_snapshot_batch_window_ms=50)
     serial = build_driver(node, key, root, catalog, zfs_snapshot_batch_window_ms=0)
     volumes = [volume_obj() for _ in range(count)]
     for volume in volumes:
         batched.create_volume(volume)
-    samples = {"one": [], "burst_coalesced": [], "burst_not_coalesced": []}
-    for _ in range(repeat):  # interleaved, so drift in machine load hits all three alike
+    zvols = [batched._volume_name(v) for v in volumes]
+    samples = {"one": [], "one_with_window": [], "burst_coalesced": [],
+               "burst_not_coalesced": [], "lzc_one": [], "lzc_burst": []}
+    for i in range(repeat):  # interleaved, so drift in machine load hits all alike
         samples["one"].append(snapshot_burst(serial, volumes[:1]))
+        samples["one_with_window"].append(snapshot_burst(batched, volumes[:1]))
         samples["burst_coalesced"].append(snapshot_burst(batched, volumes))
         samples["burst_not_coalesced"].append(snapshot_burst(serial, volumes))
+        floor = zfs_floor(node, zvols, str(i))
+        samples["lzc_one"].append(floor["one"])
+        samples["lzc_burst"].append(floor["all"])
     txgs = set()
     snaps = [snapshot_obj(v) for v in volumes]
     list(eventlet.GreenPool(count).imap(batched.create_snapshot, snaps))
@@ -99,7 +127,10 @@ def coalescing(node, key, root: str, catalog: str, count: int, repeat: int) -> d
     return {"volumes": count, "repeat": repeat, "samples_s": samples,
             "median_s": {k: round(v, 3) for k, v in median.items()},
             "coalesced_vs_one": round(median["burst_coalesced"] / median["one"], 2),
+            "coalesced_vs_one_with_window": round(
+                median["burst_coalesced"] / median["one_with_window"], 2),
             "not_coalesced_vs_one": round(median["burst_not_coalesced"] / median["one"], 2),
+            "zfs_floor_burst_vs_one": round(median["lzc_burst"] / median["lzc_one"], 2),
             "distinct_txgs_in_a_coalesced_burst": len(txgs)}
 
 

@@ -145,6 +145,7 @@ def test_drift_verify_reports_it_reconcile_fixes_it_pool_untouched(node, make_dr
     snaps = [snapshot_obj(v) for v in (va, va, vb)]
     for s in snaps:
         drv.create_snapshot(s)
+    drv.ops.index.flush()   # rows are completed from the pool in the background; wait for it
 
     # Write-through alone keeps the catalog in step with what the driver did.
     code, report = cli.json("verify")
@@ -216,6 +217,7 @@ def test_nearest_and_tenant_search_answer_what_the_pool_says(node, make_driver, 
         drv.create_snapshot(snapshot_obj(target))
         drv.create_snapshot(snapshot_obj(other if i % 2 else foreign))
         time.sleep(1.1)
+    drv.ops.index.flush()
     node.run(f"zfs snapshot {zvol(drv, target)}@admin-{int(time.time())}")
     assert cli.run("reconcile").returncode == 0     # the admin's snapshot is a row too
 
@@ -270,6 +272,7 @@ def test_cli_tenant_search_never_shows_another_tenants_rows(node, make_driver, c
         drv.create_volume(v)
     for v in (va, vb, vb):
         drv.create_snapshot(snapshot_obj(v))
+    drv.ops.index.flush()
     node.run(f"zfs snapshot {zvol(drv, vb)}@oob-{int(time.time())}")   # B's, out-of-band
     assert cli.run("reconcile").returncode == 0
     b_names = {r["name"] for r in pool_snapshots(node, root) if r["project"] == pb}
@@ -340,6 +343,7 @@ def test_mariadb_two_drivers_share_one_catalog(node, dataset, agent_key, mariadb
             snaps[vol.id] = [snapshot_obj(vol), snapshot_obj(vol)]
             for snap in snaps[vol.id]:
                 drv.create_snapshot(snap)
+            drv.ops.index.flush()
         stats = drivers[0].get_volume_stats(refresh=True)
         assert stats["total_snapshots"] == 4
         cli = CLI(write_conf(tmp_path / "cinder.conf", node, agent_key, root, url), BACKEND)
