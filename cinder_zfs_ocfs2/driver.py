@@ -15,6 +15,7 @@ import socket
 import time
 
 from cinder import exception, interface
+from cinder.image import image_utils
 from cinder.objects import fields
 from cinder.volume import driver, volume_utils
 from oslo_config import cfg
@@ -279,6 +280,27 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
         # A ZFS revert loses nothing with dependents, and a temp snapshot would be one more
         # snapshot newer than the target.
         return False
+
+    # -- images: streamed through the agent, so cinder-volume needs no iSCSI initiator -----
+
+    def copy_image_to_volume(self, context, volume, image_service, image_id,
+                             disable_sparse=False):
+        # qemu-img converts into a scratch file in image_conversion_dir (this host needs room
+        # for the image's virtual size); the agent writes it to the zvol and fsyncs.
+        with image_utils.temporary_file(prefix="zfs-image-") as raw:
+            image_utils.fetch_to_raw(context, image_service, image_id, raw,
+                                     self.configuration.volume_dd_blocksize, size=volume.size,
+                                     run_as_root=False, disable_sparse=disable_sparse)
+            with cinder_errors(f"write image {image_id} to volume {volume.id}"):
+                written = self.zfs.write_volume_from_file(self._volume_name(volume), raw)
+        LOG.info("Wrote image %s to volume %s (%d bytes)", image_id, volume.id, written)
+
+    def copy_volume_to_image(self, context, volume, image_service, image_meta):
+        with image_utils.temporary_file(prefix="zfs-volume-") as raw:
+            with cinder_errors(f"read volume {volume.id} for image {image_meta['id']}"):
+                self.zfs.read_volume_to_file(self._volume_name(volume), raw)
+            volume_utils.upload_volume(context, image_service, image_meta, raw, volume,
+                                       run_as_root=False)
 
     # -- snapshots -------------------------------------------------------------------------
 

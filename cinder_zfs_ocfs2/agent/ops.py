@@ -14,7 +14,7 @@ import subprocess
 import threading
 import time
 
-from cinder_zfs_ocfs2.agent import lio, ocfs2
+from cinder_zfs_ocfs2.agent import lio, ocfs2, protocol
 from cinder_zfs_ocfs2.zfs import errors
 from cinder_zfs_ocfs2.zfs.names import Confinement
 
@@ -51,7 +51,7 @@ def _check_props(properties: dict | None, user_only: bool = False) -> dict[str, 
     return out
 
 
-def _check_size(size) -> int:
+def check_size(size) -> int:
     if not isinstance(size, int) or isinstance(size, bool) or size <= 0 or size > 2**63:
         raise errors.InvalidArgument(f"invalid size {size!r}")
     return size
@@ -188,11 +188,11 @@ class NodeOperations:
     def create_volume(self, name: str, size: int, sparse: bool = True,
                       volblocksize: int | None = None, properties: dict | None = None) -> None:
         self._check_dataset(name)
-        argv = ["zfs", "create", "-V", str(_check_size(size))]
+        argv = ["zfs", "create", "-V", str(check_size(size))]
         if sparse:
             argv.append("-s")
         if volblocksize is not None:
-            argv += ["-b", str(_check_size(volblocksize))]
+            argv += ["-b", str(check_size(volblocksize))]
         for key, value in _check_props(properties).items():
             argv += ["-o", f"{key}={value}"]
         self._run(argv + [name], name)
@@ -415,6 +415,45 @@ class NodeOperations:
         if recv.returncode != 0:
             raise errors.from_cli(stderr.get("recv", b"").decode(errors="replace"), target)
         return {"bytes": copied, "seconds": round(time.monotonic() - started, 3)}
+
+    # -- volume data streams (not in the allow-list: they take file objects; the server
+    #    runs them on a channel of their own, see protocol.STREAM_OPS) ---------------------
+
+    def _open_volume(self, name, writable: bool):
+        self._check_dataset(name)
+        if self.get(name, ["type"])["type"] != "volume":
+            raise errors.InvalidArgument(f"{name} is not a volume", name)
+        device = open(self.wait_for_device(name), "r+b" if writable else "rb")  # noqa: SIM115
+        size = device.seek(0, os.SEEK_END)
+        device.seek(0)
+        return device, size
+
+    def write_volume(self, name: str, size: int, source, ready=None) -> int:
+        """Write ``size`` bytes from ``source`` at the start of volume ``name`` and fsync.
+        ``ready(volsize)`` is called once the request is accepted, before data flows."""
+        size = check_size(size)
+        device, volsize = self._open_volume(name, writable=True)
+        with device:
+            if size > volsize:
+                raise errors.InvalidArgument(
+                    f"{size} bytes do not fit in volume {name} of {volsize} bytes", name)
+            if ready:
+                ready(volsize)
+            copied = protocol.copy_exact(source, device, size)
+            device.flush()
+            os.fsync(device.fileno())
+        if copied < size:
+            raise errors.TransportError(f"the data ended after {copied} of {size} bytes; "
+                                        f"volume {name} holds a partial copy", name)
+        return copied
+
+    def read_volume(self, name: str, sink, ready=None) -> int:
+        """Copy all of volume ``name`` to ``sink``; ``ready(volsize)`` as for write_volume."""
+        device, volsize = self._open_volume(name, writable=False)
+        with device:
+            if ready:
+                ready(volsize)
+            return protocol.copy_exact(device, sink, volsize)
 
     def wait_for_device(self, name: str, timeout: float = 60.0) -> str:
         """Wait for udev to create /dev/zvol/<name> (a zvol, or a snapshot with snapdev

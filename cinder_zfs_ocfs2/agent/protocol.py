@@ -6,7 +6,17 @@
            |  {"id": 7, "ok": false, "error": {"code": "not_found", "message": ..., "name": ...}}
 
 Replies may come out of order (the agent serves requests concurrently). A frame that cannot be
-parsed gets a reply with "id": null. Standard library only.
+parsed gets a reply with "id": null.
+
+Volume data (images into and out of volumes) does not go through JSON: a stream operation takes
+a channel of its own and must be its first request. The agent answers the request with a
+go-ahead carrying the volume's size, then raw bytes flow, then the channel ends:
+
+    write_volume {"name", "size"} -> go-ahead {"size": volsize}; client sends `size` raw bytes;
+                                     agent -> {"ok": true, "result": {"bytes": n}} (after fsync)
+    read_volume  {"name"}         -> go-ahead {"size": volsize}; agent sends `volsize` raw bytes
+
+A refused request gets an error reply instead of the go-ahead. Standard library only.
 """
 
 from __future__ import annotations
@@ -15,6 +25,21 @@ import json
 
 PROTOCOL_VERSION = 1
 MAX_FRAME = 1024 * 1024  # bytes per line, either direction
+STREAM_OPS = frozenset({"write_volume", "read_volume"})
+STREAM_CHUNK = 1024 * 1024
+
+
+def copy_exact(source, sink, size: int) -> int:
+    """Copy ``size`` bytes from ``source.read`` to ``sink.write``; returns what was copied
+    (less than ``size`` only when the source ended early)."""
+    copied = 0
+    while copied < size:
+        chunk = source.read(min(STREAM_CHUNK, size - copied))
+        if not chunk:
+            break
+        sink.write(chunk)
+        copied += len(chunk)
+    return copied
 
 
 def encode(message: dict) -> bytes:

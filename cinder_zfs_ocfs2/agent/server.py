@@ -55,8 +55,41 @@ class AgentServer:
     def _serve_one(self, request_id, op, args) -> None:
         self._send(self.handle(request_id, op, args))
 
+    def _refuse(self, request_id, exc: Exception) -> None:
+        if isinstance(exc, errors.ZFSError):
+            self._send(protocol.error(request_id, exc.code, exc.message, exc.name))
+        else:
+            LOG.error("stream failed: %s", exc)
+            self._send(protocol.error(request_id, "failed", f"{type(exc).__name__}: {exc}"))
+
+    def _serve_stream(self, request_id, op, args) -> None:
+        """One volume data stream on this channel (protocol.STREAM_OPS)."""
+        started = []
+
+        def go_ahead(volsize: int) -> None:
+            self._send(protocol.ok(request_id, {"size": volsize}))
+            started.append(True)
+
+        try:
+            if not isinstance(args, dict):
+                raise errors.InvalidArgument("args must be an object")
+            if op == "write_volume":
+                copied = self.ops.write_volume(args.get("name"), args.get("size"), self._reader,
+                                               go_ahead)
+                self._send(protocol.ok(request_id, {"bytes": copied}))
+            else:
+                self.ops.read_volume(args.get("name"), self._writer, go_ahead)
+                self._writer.flush()
+        except Exception as exc:
+            if op == "read_volume" and started:
+                # Raw bytes are flowing: no room for a reply; the client sees a short stream.
+                LOG.error("read_volume %s failed after the go-ahead: %s", args.get("name"), exc)
+                return
+            self._refuse(request_id, exc)
+
     def serve(self) -> None:
         self._send(self._hello)
+        first = True
         try:
             while True:
                 line = self._reader.readline(protocol.MAX_FRAME + 1)
@@ -78,7 +111,15 @@ class AgentServer:
                 if not isinstance(request_id, (int, str)) or isinstance(request_id, bool):
                     self._send(protocol.error(None, "invalid", "request without a valid id"))
                     continue
-                self._pool.submit(self._serve_one, request_id, request.get("op"),
-                                  request.get("args", {}))
+                op, args = request.get("op"), request.get("args", {})
+                if op in protocol.STREAM_OPS:
+                    if first:
+                        self._serve_stream(request_id, op, args)
+                        return  # the channel carried raw bytes: it ends with the stream
+                    self._send(protocol.error(request_id, "invalid", f"{op} needs a channel of "
+                                              f"its own (the first request of a session)"))
+                    continue
+                first = False
+                self._pool.submit(self._serve_one, request_id, op, args)
         finally:
             self._pool.shutdown(wait=True)

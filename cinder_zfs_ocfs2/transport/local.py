@@ -33,10 +33,19 @@ class LocalTransport:
                      "pyzfs": self.ops.lzc is not None, "operations": self.ops.operations}
         self._execute = _native_thread_runner()
 
-    def call(self, op: str, **args):
+    def _run(self, func, *args):
         if self._execute is not None:
-            return self._execute(self.ops.dispatch, op, args)
-        return self.ops.dispatch(op, args)
+            return self._execute(func, *args)
+        return func(*args)
+
+    def call(self, op: str, **args):
+        return self._run(self.ops.dispatch, op, args)
+
+    def write_volume(self, name: str, source, size: int) -> int:
+        return self._run(self.ops.write_volume, name, size, source)
+
+    def read_volume(self, name: str, sink) -> int:
+        return self._run(self.ops.read_volume, name, sink)
 
     def close(self) -> None:
         pass

@@ -31,6 +31,32 @@ class _Pending:
         self.reply: dict | None = None
 
 
+def _read_hello(stdout, where: str) -> dict:
+    line = stdout.readline()
+    try:
+        hello = protocol.decode(line)
+    except ValueError:
+        raise errors.TransportError(
+            f"{where} did not answer as cinder-zfs-agent (got {line[:200]!r}); check "
+            f"the forced command of the driver's key in the node's authorized_keys") from None
+    if hello.get("type") != "hello" or hello.get("protocol") != protocol.PROTOCOL_VERSION:
+        raise errors.TransportError(
+            f"{where} speaks agent protocol {hello.get('protocol')!r}, this driver "
+            f"speaks {protocol.PROTOCOL_VERSION}; install the matching agent on the node")
+    return hello
+
+
+def _result(reply: dict) -> Any:
+    if reply.get("ok"):
+        return reply.get("result")
+    raise errors.from_dict(reply.get("error") or {})
+
+
+class _ChannelWriter:
+    def __init__(self, channel):
+        self.write = channel.sendall
+
+
 class _Session:
     """One SSH channel running the agent, with its reader threads and pending requests."""
 
@@ -50,18 +76,7 @@ class _Session:
             threading.Thread(target=target, daemon=True, name=f"zfs-agent-{where}").start()
 
     def _read_hello(self) -> dict:
-        line = self._stdout.readline()
-        try:
-            hello = protocol.decode(line)
-        except ValueError:
-            raise errors.TransportError(
-                f"{self.where} did not answer as cinder-zfs-agent (got {line[:200]!r}); check "
-                f"the forced command of the driver's key in the node's authorized_keys") from None
-        if hello.get("type") != "hello" or hello.get("protocol") != protocol.PROTOCOL_VERSION:
-            raise errors.TransportError(
-                f"{self.where} speaks agent protocol {hello.get('protocol')!r}, this driver "
-                f"speaks {protocol.PROTOCOL_VERSION}; install the matching agent on the node")
-        return hello
+        return _read_hello(self._stdout, self.where)
 
     def _read_replies(self) -> None:
         reason = "session closed by the node"
@@ -122,10 +137,7 @@ class _Session:
             raise errors.TransportError(
                 f"{self.where}: no reply to {op} within {timeout} s; it may still complete on "
                 f"the node")
-        reply = pending.reply
-        if reply.get("ok"):
-            return reply.get("result")
-        raise errors.from_dict(reply.get("error") or {})
+        return _result(pending.reply)
 
     def close(self) -> None:
         self.closed = True
@@ -214,6 +226,56 @@ class SSHTransport:
 
     def call(self, op: str, **args: Any) -> Any:
         return self._get_session().request(op, args, self._timeout)
+
+    # -- volume data: a channel of its own per stream, on the same SSH connection ----------
+
+    def _open_stream(self, op: str, args: dict):
+        session = self._get_session()
+        try:
+            channel = session.client.get_transport().open_session()
+            channel.settimeout(self._timeout)
+            channel.exec_command(self._command)
+            reader = channel.makefile("rb")
+            _read_hello(reader, self.where)
+            channel.sendall(protocol.encode({"id": 1, "op": op, "args": args}))
+            volsize = _result(self._reply(reader, op))["size"]
+        except (paramiko.SSHException, OSError) as exc:
+            raise errors.TransportError(f"{self.where}: cannot open a {op} stream: "
+                                        f"{exc}") from None
+        return channel, reader, volsize
+
+    def _reply(self, reader, op: str) -> dict:
+        try:
+            return protocol.decode(reader.readline())
+        except ValueError:
+            raise errors.TransportError(f"{self.where}: the {op} stream ended without a "
+                                        f"reply; its outcome on the node is unknown") from None
+
+    def write_volume(self, name: str, source, size: int) -> int:
+        channel, reader, _ = self._open_stream("write_volume", {"name": name, "size": size})
+        try:
+            try:
+                if protocol.copy_exact(source, _ChannelWriter(channel), size) < size:
+                    channel.shutdown_write()  # the agent sees the end and answers with an error
+            except (paramiko.SSHException, OSError) as exc:
+                # The agent stopped reading: its answer says why.
+                LOG.warning("write_volume %s: sending stopped (%s)", name, exc)
+            return _result(self._reply(reader, "write_volume"))["bytes"]
+        finally:
+            channel.close()
+
+    def read_volume(self, name: str, sink) -> int:
+        channel, reader, volsize = self._open_stream("read_volume", {"name": name})
+        try:
+            copied = protocol.copy_exact(reader, sink, volsize)
+        except (paramiko.SSHException, OSError) as exc:
+            raise errors.TransportError(f"{self.where}: read_volume {name} broke: {exc}") from None
+        finally:
+            channel.close()
+        if copied < volsize:
+            raise errors.TransportError(f"{self.where}: read_volume {name} ended after "
+                                        f"{copied} of {volsize} bytes (see the node's log)")
+        return copied
 
     def close(self) -> None:
         with self._connect_lock:

@@ -6,6 +6,8 @@ failures arrive as cinder_zfs_ocfs2.zfs.errors types whichever transport carried
 
 from __future__ import annotations
 
+import os
+
 from cinder_zfs_ocfs2.zfs import errors
 from cinder_zfs_ocfs2.zfs.types import USER_PROP_PREFIX, PoolCapacity, Snapshot, Volume
 
@@ -50,6 +52,24 @@ def parse_volume(row: dict) -> Volume:
         volblocksize=_int(row, "volblocksize"), used=_int(row, "used"),
         referenced=_int(row, "referenced"), origin=None if origin in ("-", "") else origin,
         creation=_int(row, "creation"), user_props=_user_props(row))
+
+
+class _SparseWriter:
+    """A file writer that seeks over all-zero chunks instead of writing them."""
+
+    def __init__(self, file):
+        self.file = file
+        self.size = 0
+
+    def write(self, chunk: bytes) -> None:
+        if chunk.count(0) == len(chunk):
+            self.file.seek(len(chunk), os.SEEK_CUR)
+        else:
+            self.file.write(chunk)
+        self.size += len(chunk)
+
+    def close(self) -> None:
+        self.file.truncate(self.size)  # a trailing hole still counts
 
 
 class ZFSClient:
@@ -114,6 +134,25 @@ class ZFSClient:
 
     def wait_for_device(self, name: str, timeout: float = 60.0) -> str:
         return self._call("wait_for_device", name=name, timeout=timeout)
+
+    # -- volume data (images): streamed, not JSON; see agent.protocol.STREAM_OPS -------------
+
+    def write_volume_from_file(self, name: str, path: str) -> int:
+        """Write the file at ``path`` to the start of volume ``name``; returns bytes written."""
+        with open(path, "rb") as source:
+            size = os.fstat(source.fileno()).st_size
+            if size == 0:
+                raise errors.InvalidArgument(f"{path} is empty: nothing to write to {name}")
+            return self.transport.write_volume(name, source, size)
+
+    def read_volume_to_file(self, name: str, path: str) -> int:
+        """Copy all of volume ``name`` into the file at ``path``, sparse: zero runs become
+        holes, so an empty 100 GiB volume takes no space. Returns the volume's size."""
+        with open(path, "wb") as sink:
+            sparse = _SparseWriter(sink)
+            size = self.transport.read_volume(name, sparse)
+            sparse.close()
+        return size
 
     # -- listing ---------------------------------------------------------------------------
 

@@ -37,7 +37,7 @@ import inspect
 import json
 import random
 
-from cinder_zfs_ocfs2.agent.ops import _check_list, _check_props, _check_size
+from cinder_zfs_ocfs2.agent.ops import _check_list, _check_props, check_size
 from cinder_zfs_ocfs2.zfs import errors
 from cinder_zfs_ocfs2.zfs.names import NameSpace
 
@@ -119,6 +119,10 @@ class FakeZFS:
             inspect.signature(func).bind(**args)
         except TypeError as exc:
             raise errors.InvalidArgument(f"{op}: {exc}") from None
+        self._injected_failure(op, args)
+        return json.loads(json.dumps(func(**args)))
+
+    def _injected_failure(self, op: str, args: dict) -> None:
         for failure in self._failures:
             fop, exc, when, _ = failure
             if fop == op and (when is None or when(args)):
@@ -126,10 +130,39 @@ class FakeZFS:
                 if failure[3] <= 0:
                     self._failures.remove(failure)
                 raise exc
-        return json.loads(json.dumps(func(**args)))
 
     def close(self) -> None:
         pass
+
+    # volume data streams, as the transports carry them (agent.ops write_volume/read_volume)
+
+    def _stream_volume(self, op: str, name, size=None) -> _Dataset:
+        self.calls.append((op, {"name": name, "size": size}))
+        self._injected_failure(op, {"name": name})
+        self._check_dataset(name)
+        ds = self._ds(name)
+        if ds.kind != "volume":
+            raise errors.InvalidArgument(f"{name} is not a volume", name)
+        return ds
+
+    def write_volume(self, name: str, source, size: int) -> int:
+        ds = self._stream_volume("write_volume", name, check_size(size))
+        if size > ds.volsize:
+            raise errors.InvalidArgument(
+                f"{size} bytes do not fit in volume {name} of {ds.volsize} bytes", name)
+        data = source.read(size)
+        if len(data) < size:
+            raise errors.TransportError(f"the data ended after {len(data)} of {size} bytes; "
+                                        f"volume {name} holds a partial copy", name)
+        self.write(name, data)
+        return size
+
+    def read_volume(self, name: str, sink) -> int:
+        ds = self._stream_volume("read_volume", name)
+        sink.write(ds.data)
+        for offset in range(len(ds.data), ds.volsize, 1 << 20):
+            sink.write(bytes(min(1 << 20, ds.volsize - offset)))
+        return ds.volsize
 
     # -- test hooks ------------------------------------------------------------------------
 
@@ -366,8 +399,8 @@ class FakeZFS:
     def create_volume(self, name: str, size: int, sparse: bool = True,
                       volblocksize: int | None = None, properties: dict | None = None) -> None:
         self._check_dataset(name)
-        size = _check_size(size)
-        block = DEFAULT_VOLBLOCKSIZE if volblocksize is None else _check_size(volblocksize)
+        size = check_size(size)
+        block = DEFAULT_VOLBLOCKSIZE if volblocksize is None else check_size(volblocksize)
         props = _check_props(properties)
         if block < 512 or block > 128 * 1024 or block & (block - 1):
             raise errors.InvalidArgument("'volblocksize' must be power of 2 from 512B to 128KB")

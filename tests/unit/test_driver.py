@@ -482,3 +482,89 @@ def test_stats_when_the_node_is_unreachable(drv):
     with pytest.raises(exception.VolumeBackendAPIException) as info:
         drv.get_volume_stats(refresh=True)
     assert "storage node unreachable" in str(info.value)
+
+
+# -- images: streamed through the agent ----------------------------------------------------
+
+@pytest.fixture
+def scratch(tmp_path):
+    cfg.CONF.set_override("image_conversion_dir", str(tmp_path / "conversion"))
+    yield tmp_path / "conversion"
+    cfg.CONF.clear_override("image_conversion_dir")
+
+
+def test_image_to_volume_converts_here_and_streams_to_the_zvol(drv, scratch, monkeypatch):
+    from cinder.image import image_utils
+
+    drv, fake = drv
+    vol = volume_obj(size=1)
+    drv.create_volume(vol)
+    image = b"\x7fBOOT" + bytes(range(256)) * 64
+    seen = {}
+
+    def fetch_to_raw(context, image_service, image_id, dest, blocksize, **kwargs):
+        seen.update(kwargs, image_id=image_id)
+        with open(dest, "wb") as f:
+            f.write(image)
+
+    monkeypatch.setattr(image_utils, "fetch_to_raw", fetch_to_raw)
+    drv.copy_image_to_volume(CTX, vol, None, "img-1")
+    assert fake.read(zvol(vol)) == image
+    assert seen == {"image_id": "img-1", "size": 1, "run_as_root": False,
+                    "disable_sparse": False}
+    assert list(scratch.iterdir()) == []   # the scratch copy is gone
+
+
+def test_image_larger_than_the_volume_is_refused_and_nothing_is_written(drv, scratch,
+                                                                        monkeypatch):
+    from cinder.image import image_utils
+
+    drv, fake = drv
+    vol = volume_obj(size=1)
+    drv.create_volume(vol)
+
+    def fetch_to_raw(context, image_service, image_id, dest, blocksize, **kwargs):
+        with open(dest, "wb") as f:
+            f.truncate(GiB + 512)
+
+    monkeypatch.setattr(image_utils, "fetch_to_raw", fetch_to_raw)
+    with pytest.raises(exception.InvalidInput, match="do not fit"):
+        drv.copy_image_to_volume(CTX, vol, None, "img-big")
+    assert fake.read(zvol(vol)) == b"" and list(scratch.iterdir()) == []
+
+
+def test_volume_to_image_reads_the_zvol_into_a_sparse_file(drv, scratch, monkeypatch):
+    from cinder.volume import volume_utils
+
+    drv, fake = drv
+    vol = volume_obj(size=1)
+    drv.create_volume(vol)
+    fake.write(zvol(vol), b"data" * 1024)
+    uploaded = {}
+
+    def upload_volume(context, image_service, image_meta, path, volume, **kwargs):
+        import os
+
+        st = os.stat(path)
+        with open(path, "rb") as f:
+            head = f.read(8192)
+        uploaded.update(size=st.st_size, allocated=st.st_blocks * 512, head=head,
+                        image=image_meta["id"], **kwargs)
+
+    monkeypatch.setattr(volume_utils, "upload_volume", upload_volume)
+    drv.copy_volume_to_image(CTX, vol, None, {"id": "img-2", "disk_format": "raw"})
+    assert uploaded["size"] == GiB and uploaded["allocated"] < 1024 * 1024   # holes
+    assert uploaded["head"] == (b"data" * 1024).ljust(8192, b"\0")
+    assert uploaded["image"] == "img-2" and uploaded["run_as_root"] is False
+    assert list(scratch.iterdir()) == []
+
+
+def test_image_to_a_missing_volume_names_it(drv, scratch, monkeypatch):
+    from cinder.image import image_utils
+
+    drv, _ = drv
+    monkeypatch.setattr(image_utils, "fetch_to_raw",
+                        lambda c, s, i, dest, b, **k: open(dest, "wb").write(b"x"))
+    vol = volume_obj()
+    with pytest.raises(exception.VolumeBackendAPIException, match=vol.id):
+        drv.copy_image_to_volume(CTX, vol, None, "img-3")
