@@ -3,6 +3,9 @@ scenario runs here through the SSH agent and inside the guest through the local 
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 from cinder_zfs_ocfs2.zfs import errors
 
 
@@ -75,6 +78,8 @@ def run(client, root: str) -> dict:
     assert {v.name for v in client.list_volumes(root, depth=None)} >= {a, f"{parent}/copy"}
     facts["pool"] = client.pool_capacity().health
 
+    facts["streamed"] = volume_data(client, a, 64 * 1024 * 1024)
+
     expect(errors.NotFound, client.destroy, f"{parent}/nope")
     expect(errors.InvalidArgument, client.exists, "elsewhere/x")
     client.destroy(f"{parent}/clone-1")                  # a@s1 (deferred) goes with it
@@ -82,6 +87,27 @@ def run(client, root: str) -> dict:
     for name in (a, f"{parent}/copy", f"{root}/p2/volume-b"):
         client.destroy(name, recursive=True)
     return facts
+
+
+def volume_data(client, volume: str, volsize: int) -> int:
+    """An image written into a zvol and read back (sparse); what does not fit is refused."""
+    data = bytes(range(256)) * 4096 * 3 + b"tail"
+    with tempfile.TemporaryDirectory() as tmp:
+        image, back, big = (os.path.join(tmp, n) for n in ("image.raw", "back.raw", "big.raw"))
+        with open(image, "wb") as f:
+            f.write(data)
+        assert client.write_volume_from_file(volume, image) == len(data)
+        assert client.read_volume_to_file(volume, back) == volsize
+        with open(back, "rb") as f:
+            assert f.read(len(data)) == data
+            assert f.read(1024 * 1024) == bytes(1024 * 1024)
+        assert os.stat(back).st_size == volsize
+        assert os.stat(back).st_blocks * 512 < 16 * 1024 * 1024   # the rest are holes
+        with open(big, "wb") as f:
+            f.truncate(volsize + 4096)
+        expect(errors.InvalidArgument, client.write_volume_from_file, volume, big)
+        expect(errors.InvalidArgument, client.read_volume_to_file, f"{volume}@s1", back)
+    return len(data)
 
 
 GUEST_MAIN = """
