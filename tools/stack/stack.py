@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A real OpenStack on this machine: Keystone + Cinder with this driver against the storage node.
+"""A real OpenStack on this machine: Keystone, Glance, Cinder with this driver, the storage node.
 
     tools/stack/up        # idempotent: install what is missing, start what is not running
     tools/stack/status    # what runs, where; exit 0 only when everything is healthy
@@ -8,8 +8,12 @@
 Pieces, all bound to 127.0.0.1, all state in one directory (STACK_DIR, default
 ${CZO_CACHE_DIR:-${XDG_CACHE_HOME:-~/.cache}/cinder-zfs-ocfs2}/stack):
   rabbitmq    Debian's rabbitmq-server run as a plain process (own epmd, own mnesia dir)
-  mariadb     Debian's mariadb-server: mariadbd with its own datadir (databases keystone, cinder)
+  mariadb     Debian's mariadb-server: mariadbd with its own datadir (databases keystone, glance,
+              cinder)
   keystone    Keystone 30 from PyPI in <stack>/venv-keystone, served by gunicorn, fernet tokens
+  glance-api  Glance 33 from PyPI in <stack>/venv-glance, served by gunicorn (glance.wsgi.api),
+              keystonemiddleware, a filesystem store in <stack>/glance/images; one public qcow2
+              test image (TEST_IMAGE) uploaded once, recorded in <stack>/test-image.json
   cinder-*    cinder-api (keystonemiddleware), cinder-scheduler, cinder-volume from the project
               venv (.venv: cinder 29 + this package), backend [zfs] in ssh mode against the
               storage-node VM (tools/storage-node/node), the agent installed on it
@@ -35,6 +39,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -56,12 +61,14 @@ PORTS = {
     "mariadb": int(os.environ.get("STACK_MARIADB_PORT", "3306")),
     "keystone": int(os.environ.get("STACK_KEYSTONE_PORT", "5000")),
     "cinder-api": int(os.environ.get("STACK_CINDER_PORT", "8776")),
+    "glance-api": int(os.environ.get("STACK_GLANCE_PORT", "9292")),
 }
 BACKEND = "zfs"
 CINDER_HOST = "stack"
 ZFS_ROOT = "tank/cinder"
 REGION = "RegionOne"
-DEBS = ["rabbitmq-server", "mariadb-server", "mariadb-client"]
+DEBS = ["rabbitmq-server", "mariadb-server", "mariadb-client",
+        "qemu-utils"]  # qemu-img: the test image here, image conversion in cinder-volume
 CINDER_SERVICES = ["cinder-api", "cinder-scheduler", "cinder-volume"]
 PROJECTS = {"project-a": "alice", "project-b": "bob"}
 
@@ -72,6 +79,10 @@ CLOUDS = STACK / "clouds.yaml"
 CINDER_CONF = STACK / "cinder" / "cinder.conf"
 KEYSTONE_CONF = STACK / "keystone" / "keystone.conf"
 KEYSTONE_VENV = STACK / "venv-keystone"
+GLANCE_DIR = STACK / "glance"
+GLANCE_CONF = GLANCE_DIR / "glance-api.conf"  # the name glance.wsgi.api looks for
+GLANCE_VENV = STACK / "venv-glance"
+TEST_IMAGE_STATE = STACK / "test-image.json"  # the test image's id (tools/tempest reads it)
 MY_CNF = STACK / "mariadb" / "my.cnf"
 MY_SOCK = STACK / "mariadb" / "mysqld.sock"
 AGENT_DIR = STACK / "agent"
@@ -144,12 +155,17 @@ def write_if_changed(path: Path, text: str, mode: int = 0o600) -> bool:
     return True
 
 
+SECRET_KEYS = ("admin", "alice", "bob", "cinder_service", "db_keystone", "db_cinder",
+               "glance_service", "db_glance")
+
+
 def secrets_get() -> dict:
-    if SECRETS.exists():
-        return json.loads(SECRETS.read_text())
-    data = {k: secrets.token_hex(12) for k in (
-        "admin", "alice", "bob", "cinder_service", "db_keystone", "db_cinder")}
-    write_if_changed(SECRETS, json.dumps(data, indent=2) + "\n")
+    """The stack's passwords; those a newer stack.py added are generated into the old file."""
+    data = json.loads(SECRETS.read_text()) if SECRETS.exists() else {}
+    missing = [k for k in SECRET_KEYS if k not in data]
+    if missing:
+        data.update({k: secrets.token_hex(12) for k in missing})
+        write_if_changed(SECRETS, json.dumps(data, indent=2) + "\n")
     return data
 
 
@@ -209,6 +225,9 @@ def start_proc(name: str, argv: list, env: dict | None = None, cwd: Path | None 
     full_env = dict(os.environ)
     full_env.update(env or {})
     full_env["CZO_STACK"] = str(STACK)
+    # setproctitle (gunicorn uses it when installed, as in the Glance venv) would otherwise
+    # overwrite /proc/<pid>/environ, and with it the CZO_STACK mark that ours() looks for.
+    full_env["SPT_NOENV"] = "1"
     with open(LOG / f"{name}.out", "ab") as out:
         out.write(f"\n==== {time.ctime()} {' '.join(map(str, argv))}\n".encode())
         out.flush()
@@ -245,7 +264,7 @@ def port_open(port: int, host: str = HOST) -> bool:
 
 ENV_OF_PORT = {"epmd": "STACK_EPMD_PORT", "rabbitmq": "STACK_RABBIT_PORT",
                "mariadb": "STACK_MARIADB_PORT", "keystone": "STACK_KEYSTONE_PORT",
-               "cinder-api": "STACK_CINDER_PORT"}
+               "cinder-api": "STACK_CINDER_PORT", "glance-api": "STACK_GLANCE_PORT"}
 
 
 def port_free_for(name: str) -> None:
@@ -286,6 +305,13 @@ def http_status(url: str) -> int:
             return r.status
     except urllib.error.HTTPError as e:
         return e.code
+
+
+def http_ok(url: str, codes: tuple = (200,)) -> bool:
+    try:
+        return http_status(url) in codes
+    except OSError:
+        return False
 
 
 # ------------------------------------------------------------------ Debian packages
@@ -334,15 +360,21 @@ def ensure_python() -> None:
         with step(f"installing {req.relative_to(REPO)} into {VENV}"):
             sh([VENV / "bin" / "pip", "install", "-q", "-r", req])
         stamp.write_text(file_digest(req))
-    kreq, kcon = HERE / "keystone-requirements.txt", HERE / "keystone-constraints.txt"
-    if not stamp_ok("venv-keystone", file_digest(kreq, kcon)) or not (
-            KEYSTONE_VENV / "bin" / "keystone-manage").exists():
-        with step(f"Keystone venv {KEYSTONE_VENV} (keystone 30, gunicorn)"):
-            if not (KEYSTONE_VENV / "bin" / "python").exists():
-                base = getattr(sys, "_base_executable", None) or sys.executable
-                sh([base, "-m", "venv", KEYSTONE_VENV])
-            sh([KEYSTONE_VENV / "bin" / "pip", "install", "-q", "-r", kreq, "-c", kcon])
-        stamp_set("venv-keystone", file_digest(kreq, kcon))
+    service_venv("keystone", KEYSTONE_VENV, "keystone-manage", "keystone 30, gunicorn")
+    service_venv("glance", GLANCE_VENV, "glance-manage", "glance 33, gunicorn")
+
+
+def service_venv(name: str, venv: Path, probe: str, what: str) -> None:
+    """<name>-requirements.txt with <name>-constraints.txt in a venv of its own, once."""
+    req, con = HERE / f"{name}-requirements.txt", HERE / f"{name}-constraints.txt"
+    if stamp_ok(f"venv-{name}", file_digest(req, con)) and (venv / "bin" / probe).exists():
+        return
+    with step(f"{name} venv {venv} ({what})"):
+        if not (venv / "bin" / "python").exists():
+            base = getattr(sys, "_base_executable", None) or sys.executable
+            sh([base, "-m", "venv", venv])
+        sh([venv / "bin" / "pip", "install", "-q", "-r", req, "-c", con])
+    stamp_set(f"venv-{name}", file_digest(req, con))
 
 
 # ------------------------------------------------------------------ MariaDB
@@ -386,6 +418,7 @@ user = root
                      60, "mariadb")
     sql = []
     for db, user, pw in (("keystone", "keystone", sec["db_keystone"]),
+                         ("glance", "glance", sec["db_glance"]),
                          ("cinder", "cinder", sec["db_cinder"])):
         sql += [f"CREATE DATABASE IF NOT EXISTS {db};",
                 f"CREATE USER IF NOT EXISTS '{user}'@'{HOST}' IDENTIFIED BY '{pw}';",
@@ -451,10 +484,7 @@ def keystone_url() -> str:
 
 
 def keystone_ok() -> bool:
-    try:
-        return http_status(keystone_url() + "/v3") == 200
-    except OSError:
-        return False
+    return http_ok(keystone_url() + "/v3")
 
 
 def keystone_up(sec: dict) -> None:
@@ -502,19 +532,36 @@ enforce_scope = true
                          "--bootstrap-admin-url", url, "--bootstrap-internal-url", url,
                          "--bootstrap-public-url", url])
         stamp_set("keystone-db", file_digest(KEYSTONE_CONF) + "30.0.0")
-    if running("keystone") and (changed or not keystone_ok()):
-        stop_proc("keystone")
-    if not running("keystone"):
-        port_free_for("keystone")
-        with step(f"keystone: gunicorn on {HOST}:{PORTS['keystone']}"):
-            start_proc("keystone", [
-                KEYSTONE_VENV / "bin" / "gunicorn", "--bind", f"{HOST}:{PORTS['keystone']}",
-                "--workers", "2", "--timeout", "120", "--name", "keystone",
-                "--access-logfile", LOG / "keystone-access.log", "--pythonpath", HERE,
-                "keystone_wsgi:application"],
-                env={"OS_KEYSTONE_CONFIG_FILES": str(KEYSTONE_CONF)})
-            wait_for("keystone", lambda: http_status(keystone_url() + "/v3") == 200, 120,
-                     "keystone")
+    gunicorn_up("keystone", KEYSTONE_VENV, "keystone_wsgi:application",
+                ["--workers", "2", "--timeout", "120", "--pythonpath", HERE],
+                {"OS_KEYSTONE_CONFIG_FILES": str(KEYSTONE_CONF)}, keystone_ok, changed)
+
+
+def gunicorn_up(name: str, venv: Path, app: str, args: list, env: dict, ok, changed: bool) -> None:
+    """Keep `name` (gunicorn from `venv` serving `app` on PORTS[name]) running and answering;
+    restarted when its configuration changed."""
+    if running(name) and (changed or not ok()):
+        stop_proc(name)
+    if running(name):
+        return
+    port_free_for(name)
+    with step(f"{name}: gunicorn on {HOST}:{PORTS[name]}"):
+        start_proc(name, [venv / "bin" / "gunicorn", "--bind", f"{HOST}:{PORTS[name]}",
+                          "--name", name, "--access-logfile", LOG / f"{name}-access.log",
+                          *args, app], env=env)
+        wait_for(name, ok, 120, name)
+
+
+def service_credentials(user: str, password: str) -> str:
+    """keystoneauth password options of a service user (project service), for a conf section."""
+    return f"""auth_url = {keystone_url()}
+auth_type = password
+user_domain_name = Default
+project_domain_name = Default
+project_name = service
+username = {user}
+password = {password}
+region_name = {REGION}"""
 
 
 def admin_conn(sec: dict):
@@ -538,7 +585,7 @@ def keystone_resources(sec: dict) -> None:
 
 
 def _keystone_resources(sec: dict) -> None:
-    with step("keystone: projects, users, roles, the block-storage service and endpoints"):
+    with step("keystone: projects, users, roles, the block-storage and image services"):
         c = admin_conn(sec)
         idn = c.identity
         domain = idn.find_domain("default") or next(iter(idn.domains(name="Default")))
@@ -561,25 +608,173 @@ def _keystone_resources(sec: dict) -> None:
 
         member, admin, service_role = role("member"), role("admin"), role("service")
         service_p = project("service")
-        cinder = user("cinder", sec["cinder_service"], service_p)
-        for r in (admin, service_role):
-            idn.assign_project_role_to_user(service_p, cinder, r)
+        for name, pw in (("cinder", sec["cinder_service"]), ("glance", sec["glance_service"])):
+            u = user(name, pw, service_p)
+            for r in (admin, service_role):
+                idn.assign_project_role_to_user(service_p, u, r)
         for pname, uname in PROJECTS.items():
             p = project(pname)
             u = user(uname, sec[uname], p)
             idn.assign_project_role_to_user(p, u, member)
-        svc = idn.find_service("cinderv3")
-        if svc is None:
-            svc = idn.create_service(name="cinderv3", type="block-storage",
-                                     description="Cinder Volume Service")
-        url = f"http://{HOST}:{PORTS['cinder-api']}/v3"
-        have = {e.interface: e for e in idn.endpoints(service_id=svc.id)}
-        for iface in ("public", "internal", "admin"):
-            if iface not in have:
-                idn.create_endpoint(service_id=svc.id, interface=iface, url=url,
-                                    region_id=REGION)
-            elif have[iface].url != url:
-                idn.update_endpoint(have[iface], url=url)
+        for name, stype, desc, url in (
+                ("cinderv3", "block-storage", "Cinder Volume Service",
+                 f"http://{HOST}:{PORTS['cinder-api']}/v3"),
+                ("glance", "image", "Glance Image Service", glance_url())):
+            svc = idn.find_service(name)
+            if svc is None:
+                svc = idn.create_service(name=name, type=stype, description=desc)
+            have = {e.interface: e for e in idn.endpoints(service_id=svc.id)}
+            for iface in ("public", "internal", "admin"):
+                if iface not in have:
+                    idn.create_endpoint(service_id=svc.id, interface=iface, url=url,
+                                        region_id=REGION)
+                elif have[iface].url != url:
+                    idn.update_endpoint(have[iface], url=url)
+
+
+# ------------------------------------------------------------------ Glance
+TEST_IMAGE = "cinder-zfs-test-image"
+TEST_IMAGE_SIZE = 32 * 1024 * 1024  # virtual size; the qcow2 holds ~1 MiB of data
+MiB = 1024 * 1024
+
+
+def glance_url() -> str:
+    return f"http://{HOST}:{PORTS['glance-api']}"
+
+
+def glance_ok() -> bool:
+    return http_ok(glance_url() + "/healthcheck")
+
+
+def glance_conf(sec: dict) -> str:
+    """glance-api.conf: one filesystem store ("file"), keystone auth, the stack's MariaDB.
+
+    Multi-store syntax (enabled_backends) because the staging and tasks stores (image import,
+    upload) are then reserved file stores of their own under <stack>/glance. Only the
+    glance-direct import method: web-download would fetch URLs from anywhere. (glance_store loads
+    every store driver at start-up: "Could not load 'cinder': No module named 'os_brick'" in
+    log/glance-api.log is that, and harmless: the cinder store is not used.)
+    """
+    return f"""[DEFAULT]
+log_file = {LOG / 'glance-api.log'}
+debug = false
+enabled_backends = file:file
+enabled_import_methods = [glance-direct]
+show_image_direct_url = false
+
+[database]
+connection = {mysql_url('glance', sec['db_glance'], 'glance')}
+max_pool_size = 10
+
+[glance_store]
+default_backend = file
+
+[file]
+filesystem_store_datadir = {GLANCE_DIR / 'images'}/
+
+[os_glance_staging_store]
+filesystem_store_datadir = {GLANCE_DIR / 'staging'}/
+
+[os_glance_tasks_store]
+filesystem_store_datadir = {GLANCE_DIR / 'tasks'}/
+
+[paste_deploy]
+flavor = keystone
+config_file = {GLANCE_VENV / 'etc' / 'glance' / 'glance-api-paste.ini'}
+
+[keystone_authtoken]
+www_authenticate_uri = {keystone_url()}
+{service_credentials('glance', sec['glance_service'])}
+service_token_roles_required = true
+
+[oslo_concurrency]
+lock_path = {GLANCE_DIR / 'lock'}
+
+[oslo_policy]
+enforce_new_defaults = true
+enforce_scope = true
+"""
+
+
+def glance_up(sec: dict) -> None:
+    for d in ("images", "staging", "tasks", "lock"):
+        (GLANCE_DIR / d).mkdir(parents=True, exist_ok=True)
+    changed = write_if_changed(GLANCE_CONF, glance_conf(sec))
+    want = file_digest(GLANCE_CONF, HERE / "glance-requirements.txt")
+    if not stamp_ok("glance-db", want):
+        with step("glance-manage db sync"):
+            sh([GLANCE_VENV / "bin" / "glance-manage", f"--config-file={GLANCE_CONF}",
+                "db", "sync"])
+        stamp_set("glance-db", want)
+    # gthread: an image upload or download holds a thread, not the whole worker, and the
+    # workers' heartbeat goes on during a long transfer.
+    gunicorn_up("glance-api", GLANCE_VENV, "glance.wsgi.api:application",
+                ["--workers", "2", "--worker-class", "gthread", "--threads", "4",
+                 "--timeout", "300"],
+                {"OS_GLANCE_CONFIG_DIR": str(GLANCE_DIR)}, glance_ok, changed)
+
+
+def test_image_data() -> tuple[bytes, str]:
+    """The test image's first MiB and the sha256 of its whole raw content (32 MiB).
+
+    Byte k of the first MiB is k % 251 + 1: never zero, and its period (251) is prime, so a
+    shifted, truncated or zero-filled copy shows. The remaining 31 MiB are zeros.
+    """
+    first = (bytes(range(1, 252)) * (MiB // 251 + 1))[:MiB]
+    h = hashlib.sha256(first)
+    h.update(bytes(TEST_IMAGE_SIZE - MiB))
+    return first, h.hexdigest()
+
+
+def make_test_image(workdir: Path) -> Path:
+    """A qcow2 of TEST_IMAGE_SIZE virtual bytes made by qemu-img from the raw test image."""
+    first, _ = test_image_data()
+    raw, qcow2 = workdir / "test-image.raw", workdir / "test-image.qcow2"
+    with open(raw, "wb") as f:
+        f.write(first)
+        f.truncate(TEST_IMAGE_SIZE)
+    sh(["qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2", raw, qcow2])
+    raw.unlink()
+    return qcow2
+
+
+def test_image(sec: dict) -> dict:
+    """Upload the public test image unless Glance has it active; record it in TEST_IMAGE_STATE."""
+    c = admin_conn(sec)
+    known = None
+    if TEST_IMAGE_STATE.exists():
+        known = json.loads(TEST_IMAGE_STATE.read_text()).get("id")
+    image = None
+    for img in sorted(c.image.images(name=TEST_IMAGE), key=lambda i: i.id != known):
+        if img.status == "active" and image is None:
+            image = img
+        elif img.status != "active":
+            say(f"deleting the test image {img.id} left {img.status} by an earlier run")
+            c.image.delete_image(img, ignore_missing=True)
+    if image is None:
+        with step(f"glance: uploading the test image {TEST_IMAGE} (qcow2, "
+                  f"{TEST_IMAGE_SIZE // MiB} MiB virtual)"):
+            with tempfile.TemporaryDirectory(dir=STACK) as tmp:
+                qcow2 = make_test_image(Path(tmp))
+                image = c.image.create_image(
+                    name=TEST_IMAGE, filename=str(qcow2), disk_format="qcow2",
+                    container_format="bare", visibility="public", wait=True, timeout=300,
+                    allow_duplicates=True)
+            image = c.image.get_image(image.id)
+            if image.status != "active":
+                raise StackError(f"test image {image.id} is {image.status}, not active")
+    first, raw_sha = test_image_data()
+    state = {
+        "id": image.id, "name": TEST_IMAGE, "disk_format": image.disk_format,
+        "container_format": image.container_format, "visibility": image.visibility,
+        "size": image.size, "virtual_size": image.virtual_size or TEST_IMAGE_SIZE,
+        "glance_url": glance_url(),
+        "content": "byte k of the first MiB is k % 251 + 1; the rest are zeros",
+        "first_mib_sha256": hashlib.sha256(first).hexdigest(),
+        "raw_sha256": raw_sha,
+    }
+    write_if_changed(TEST_IMAGE_STATE, json.dumps(state, indent=2) + "\n", mode=0o644)
+    return state
 
 
 # ------------------------------------------------------------------ storage node and agent
@@ -631,7 +826,7 @@ osapi_volume_listen_port = {PORTS['cinder-api']}
 osapi_volume_workers = 2
 enabled_backends = {BACKEND}
 default_volume_type = zfs
-glance_api_servers = http://{HOST}:9292
+glance_api_servers = {glance_url()}
 quota_volumes = 1000
 quota_snapshots = 5000
 quota_gigabytes = 100000
@@ -657,15 +852,15 @@ heartbeat_timeout_threshold = 120
 
 [keystone_authtoken]
 www_authenticate_uri = {keystone_url()}
-auth_url = {keystone_url()}
-auth_type = password
-user_domain_name = Default
-project_domain_name = Default
-project_name = service
-username = cinder
-password = {sec['cinder_service']}
-region_name = {REGION}
+{service_credentials('cinder', sec['cinder_service'])}
 service_token_roles_required = true
+
+[service_user]
+# Cinder calls Glance with the user's token plus its own service token, so an image transfer
+# that outlives the user's token still goes through (keystonemiddleware accepts an expired
+# user token with a valid service token of the service role).
+send_service_user_token = true
+{service_credentials('cinder', sec['cinder_service'])}
 
 [oslo_policy]
 enforce_new_defaults = true
@@ -782,6 +977,7 @@ def write_clouds(sec: dict) -> None:
             f"    region_name: {REGION}",
             "    identity_api_version: 3",
             "    volume_api_version: 3",
+            "    image_api_version: 2",
             "    interface: public",
         ]
     write_if_changed(CLOUDS, "\n".join(lines) + "\n")
@@ -803,18 +999,21 @@ def up(args) -> int:
             keystone_up(sec)
             keystone_resources(sec)
             write_clouds(sec)
+            glance_up(sec)
             cinder_up(sec, node.port)
             volume_types(sec)
+            image = test_image(sec)
         finally:
             node.close()
+        say(f"test image {image['name']}: {image['id']} (recorded in {TEST_IMAGE_STATE})")
         say(f"stack up in {time.time() - T0:.1f}s")
         print(f"export OS_CLIENT_CONFIG_FILE={CLOUDS}")
         print("then: openstack --os-cloud alice volume list")
     return 0
 
 
-SERVICES = ["cinder-api", "cinder-volume", "cinder-scheduler", "keystone", "rabbitmq", "epmd",
-            "mariadb"]
+SERVICES = ["cinder-api", "cinder-volume", "cinder-scheduler", "glance-api", "keystone",
+            "rabbitmq", "epmd", "mariadb"]
 
 
 def down(args) -> int:
@@ -827,14 +1026,14 @@ def down(args) -> int:
         if args.node:
             sh([REPO / "tools" / "storage-node" / "node", "stop"], quiet=False)
         if args.purge:
-            for p in ("mariadb", "rabbitmq", "keystone", "cinder", "run", "stamps", "agent",
-                      "log", "secrets.json", "clouds.yaml"):
+            for p in ("mariadb", "rabbitmq", "keystone", "glance", "cinder", "run", "stamps",
+                      "agent", "log", "secrets.json", "clouds.yaml", TEST_IMAGE_STATE.name):
                 target = STACK / p
                 if target.is_dir():
                     shutil.rmtree(target)
                 else:
                     target.unlink(missing_ok=True)
-            say(f"purged the stack's data in {STACK} (the Keystone venv is kept)")
+            say(f"purged the stack's data in {STACK} (the Keystone and Glance venvs are kept)")
     return 0
 
 
@@ -855,6 +1054,7 @@ def health() -> dict:
             f"http://{HOST}:{PORTS['cinder-api']}/") in (200, 300)
     except OSError:
         res["cinder-api"]["ok"] = False
+    res["glance-api"]["ok"] = bool(res["glance-api"]["pid"]) and glance_ok()
     for svc in ("cinder-scheduler", "cinder-volume"):
         res[svc]["ok"] = bool(res[svc]["pid"])
     if res["keystone"]["ok"] and res["cinder-api"]["ok"] and SECRETS.exists():
@@ -875,8 +1075,9 @@ def status(args) -> int:
     ok = all(v.get("ok") for v in res.values())
     if args.json:
         print(json.dumps({"ok": ok, "services": res, "stack_dir": str(STACK),
-                          "clouds_yaml": str(CLOUDS), "cinder_conf": str(CINDER_CONF)},
-                         indent=2))
+                          "clouds_yaml": str(CLOUDS), "cinder_conf": str(CINDER_CONF),
+                          "glance_conf": str(GLANCE_CONF),
+                          "test_image": str(TEST_IMAGE_STATE)}, indent=2))
     else:
         for name, v in res.items():
             print(f"{name:17} {'up  ' if v.get('ok') else 'DOWN'} pid {v.get('pid') or '-'}"

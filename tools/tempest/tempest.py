@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The upstream Tempest volume tests against the local stack (Keystone + Cinder + this driver).
+"""The upstream Tempest volume tests against the local stack (Keystone, Glance, Cinder + driver).
 
     tools/tempest/run                       # everything: venv, stack, tempest.conf, run, summary
     tools/tempest/run --config-only         # venv + tempest.conf only (prints the path)
@@ -12,7 +12,8 @@ Steps, each idempotent:
   2. tools/stack/up (reuses a healthy stack; restarts cinder-volume when the driver changed).
   3. <state>/workspace: a `tempest init` workspace (registered in <state>/workspace.yaml, not in
      ~/.tempest) and its etc/tempest.conf for the stack: Keystone admin credentials for dynamic
-     credentials, cinder the only service, the volume feature flags of what the driver supports
+     credentials, cinder and glance the only services ([compute] image_ref: the stack's test
+     image, from <stack>/test-image.json), the volume feature flags of what the driver supports
      (FEATURES below: each flag says why).
   4. `tempest run --regex '^(tempest\\.api\\.volume|cinder_tempest_plugin\\.api\\.volume)'`.
   5. The run's subunit stream in <state>/results/<time>.subunit and a summary (pass / fail / skip
@@ -73,6 +74,9 @@ FEATURES = {
     "backup": False,                   # no cinder-backup service in the stack
     "multi_backend": False,            # the stack has one backend (see backend_names)
     "replication": False,              # no replication in the driver
+    # Images, volumes from them, images from those, deleted in every order: needs Glance and
+    # the driver's image data path (copy_image_to_volume / copy_volume_to_image via the agent).
+    "enable_volume_image_dep_tests": True,
     "api_extensions": "all",
 }
 
@@ -159,8 +163,17 @@ def ini(sections: dict[str, dict]) -> str:
     return "\n".join(out) + "\n"
 
 
-def tempest_conf(sec: dict, max_version: str) -> str:
+def test_image() -> dict | None:
+    """The stack's test image (tools/stack/up uploads it to Glance), or None without one."""
+    try:
+        return json.loads(stack.TEST_IMAGE_STATE.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def tempest_conf(sec: dict, max_version: str, image: dict | None = None) -> str:
     keystone = stack.keystone_url()
+    glance = image is not None
     return ini({
         "DEFAULT": {
             "log_dir": WORKSPACE / "logs",
@@ -187,12 +200,18 @@ def tempest_conf(sec: dict, max_version: str) -> str:
             "v3_endpoint_type": "public",
         },
         "identity-feature-enabled": {"api_v2": False},
-        # Both services run with [oslo_policy] enforce_new_defaults and enforce_scope.
-        "enforce_scope": {"cinder": True, "keystone": True},
+        # Every service runs with [oslo_policy] enforce_new_defaults and enforce_scope.
+        "enforce_scope": {"cinder": True, "keystone": True, "glance": glance},
         "service_available": {
-            "cinder": True, "nova": False, "glance": False, "swift": False,
+            "cinder": True, "nova": False, "glance": glance, "swift": False,
             "neutron": False, "barbican": False,
         },
+        # The volume tests take their image from [compute] (there is no Nova): one image, so
+        # image_ref_alt is the same (as tempest's help says). qcow2, 32 MiB virtual.
+        **({"compute": {"image_ref": image["id"], "image_ref_alt": image["id"]},
+            "image": {"catalog_type": "image", "region": stack.REGION,
+                      "endpoint_type": "publicURL", "container_formats": "bare"}}
+           if glance else {}),
         "volume": {
             "catalog_type": "block-storage",
             "region": stack.REGION,
@@ -208,6 +227,9 @@ def tempest_conf(sec: dict, max_version: str) -> str:
             "build_timeout": BUILD_TIMEOUT,
             "build_interval": 1,
             "volume_size": 1,
+            # Upload to image: copy_volume_to_image reads the zvol through the agent, Cinder's
+            # upload_volume converts with qemu-img to the requested format.
+            "disk_format": "raw,qcow2",
         },
         "volume-feature-enabled": FEATURES,
         # Cinder honours the multiattach extra spec with this driver (stats: multiattach True);
@@ -217,9 +239,11 @@ def tempest_conf(sec: dict, max_version: str) -> str:
 
 
 def write_conf(sec: dict) -> None:
-    text = tempest_conf(sec, max_microversion())
+    image = test_image()
+    text = tempest_conf(sec, max_microversion(), image)
     stack.write_if_changed(CONF_FILE, text)
-    say(f"wrote {CONF_FILE}")
+    say(f"wrote {CONF_FILE} (glance: "
+        + (f"image_ref {image['id']})" if image else "none, no test image recorded)"))
 
 
 # ------------------------------------------------------------------ 4. run, 5. summary
