@@ -98,6 +98,11 @@ class Stack:
     def admin(self):
         return self.sdk("admin")
 
+    @cached_property
+    def test_image(self) -> dict:
+        """The image tools/stack/up uploads to Glance: id, sizes, sha256 of its raw content."""
+        return json.loads((Path(self.info["stack_dir"]) / "test-image.json").read_text())
+
     def project_id(self, cloud: str) -> str:
         return self.sdk(cloud).current_project_id
 
@@ -166,6 +171,10 @@ class Cleanup:
         self.items.append(("attachment", ident, cloud))
         return ident
 
+    def image(self, ident: str) -> str:
+        self.items.append(("image", ident, None))
+        return ident
+
     def dataset(self, node, name: str) -> str:
         """An out-of-band dataset on the node, destroyed (if still there) after the test."""
         self.node = node
@@ -179,7 +188,9 @@ class Cleanup:
         errors = []
         for kind, ident, cloud in reversed(self.items):
             try:
-                if kind == "attachment":
+                if kind == "image":
+                    self.stack.admin.image.delete_image(ident, ignore_missing=True)
+                elif kind == "attachment":
                     self.stack.sdk(cloud, "3.54").block_storage.delete_attachment(
                         ident, ignore_missing=True)
                 elif kind == "snapshot":

@@ -6,9 +6,11 @@ result where it lands: on the pool of the storage node (`node.run("zfs list ..."
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 import shlex
+import subprocess
 import threading
 import uuid
 
@@ -366,3 +368,39 @@ def test_twenty_concurrent_snapshot_creates_none_lost(stack, node, cleanup):
         stack.wait_gone("volume", v)
     assert_nothing_left(node, vols + list(results))
 
+
+
+# --------------------------------------------------------------------------------------------
+# 7. images: into a volume and back out, streamed through the agent (this host has no initiator)
+# --------------------------------------------------------------------------------------------
+def test_volume_from_image_and_volume_uploaded_as_image(stack, node, cleanup, tmp_path):
+    image = stack.test_image
+    vol = create_volume(stack, cleanup, "alice", "--image", image["id"])
+    shown = stack.cli_json("alice", "volume", "show", vol)
+    assert shown["bootable"] in (True, "true")   # the CLI version decides the type
+    dev = zvol_dev(stack.zvol(stack.project_id("alice"), vol))
+    wait_for_device(node, dev)
+    virtual_mib = image["virtual_size"] // MiB
+    assert read_hash(node, dev, mib=1) == image["first_mib_sha256"]     # qcow2 -> raw, on the zvol
+    assert read_hash(node, dev, mib=virtual_mib) == image["raw_sha256"]
+
+    # What the volume holds now goes out: a mark written on the node after the image.
+    mark = secrets.token_hex(16).encode()
+    node.run(f"printf %s {mark.decode()} | dd of={dev} bs=1M seek={virtual_mib} "
+             f"oflag=direct conv=fsync status=none")
+    up = stack.sdk("alice").block_storage.upload_volume_to_image(
+        vol, uniq("img"), disk_format="qcow2", container_format="bare")
+    image_id = cleanup.image(up["image_id"])
+    stack.wait_volume(vol)                 # 'uploading' until the image is in Glance
+    glance = stack.sdk("alice").image
+    glance.wait_for_status(glance.get_image(image_id), "active", wait=300)
+    qcow2, raw = tmp_path / "up.qcow2", tmp_path / "up.raw"
+    stack.cli("alice", "image", "save", "--file", str(qcow2), image_id)
+    subprocess.run(["qemu-img", "convert", "-f", "qcow2", "-O", "raw", str(qcow2), str(raw)],
+                   check=True)
+    assert raw.stat().st_size == GiB       # the whole volume, not just the written part
+    with raw.open("rb") as f:
+        head = f.read(virtual_mib * MiB)
+        assert f.read(len(mark)) == mark
+    assert hashlib.sha256(head).hexdigest() == image["raw_sha256"]
+    assert qcow2.stat().st_size < 64 * MiB  # the zero runs did not travel as data

@@ -847,6 +847,11 @@ max_overflow = 40
 [oslo_concurrency]
 lock_path = {cdir / 'lock'}
 
+[cinder_sys_admin]
+# cinder-volume runs as root and this host has no sudo: privsep (qemu-img's format checks on
+# images) starts its helper directly instead of through sudo + rootwrap.
+helper_command = {VENV / 'bin' / 'privsep-helper'} --config-file {CINDER_CONF}
+
 [oslo_messaging_rabbit]
 heartbeat_timeout_threshold = 120
 
