@@ -43,7 +43,7 @@ functional: venv node-image
 	$(PY) -m pytest -q -p no:cacheprovider tests/functional
 
 # Everything: what CI runs.
-test: lint unit functional e2e
+test: lint unit functional e2e tempest
 
 # A real OpenStack on this machine: Keystone + Cinder + this driver against the storage node
 # (tools/stack; state in ~/.cache/cinder-zfs-ocfs2/stack, everything on 127.0.0.1).
