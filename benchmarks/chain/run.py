@@ -255,7 +255,8 @@ class Bench:
             self.nbd_disconnect(dev, check=False)
         self.run(f"rm -f {self.ops_script} {self.nbd_err}", check=False)
         t0 = time.monotonic()
-        self.node.destroy_dataset(self.root)
+        # Thousands of snapshots (the count phase) take ~25 min to destroy under emulation.
+        self.node.destroy_dataset(self.root, timeout=3600)
         seconds = time.monotonic() - t0
         # The top dataset goes when no other run of this benchmark still has a child there.
         self.run(f"[ -z \"$(zfs list -H -o name -d 1 {self.top} | tail -n +2)\" ] && "

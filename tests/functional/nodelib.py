@@ -265,12 +265,13 @@ class Node:
         self.run(f"zfs create {shlex.quote(name)}")
         return name
 
-    def destroy_dataset(self, name: str, attempts: int = 5) -> None:
+    def destroy_dataset(self, name: str, attempts: int = 5, timeout: float = 600) -> None:
         """`zfs destroy -r` with a few retries (a zvol can stay busy while udev looks at it)."""
         q = shlex.quote(name)
         for i in range(attempts):
             r = self.run(f"zfs list -H -o name {q} >/dev/null 2>&1 || exit 0; "
-                         f"udevadm settle -t 10; zfs destroy -r {q}", check=False)
+                         f"udevadm settle -t 10; zfs destroy -r {q}", check=False,
+                         timeout=timeout)
             if r.returncode == 0:
                 return
             if i == attempts - 1:
