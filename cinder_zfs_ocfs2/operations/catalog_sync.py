@@ -95,7 +95,7 @@ class CatalogSync:
                     return
 
     def flush(self) -> None:
-        """Complete every queued row now (the worker's loop; tests and shutdown call it)."""
+        """Complete every queued row now (the worker runs this; tests call it to wait)."""
         with self._order:
             self._complete_queued()
 
