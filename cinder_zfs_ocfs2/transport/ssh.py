@@ -230,9 +230,12 @@ class SSHTransport:
     # -- volume data: a channel of its own per stream, on the same SSH connection ----------
 
     def _open_stream(self, op: str, args: dict):
-        session = self._get_session()
         try:
-            channel = session.client.get_transport().open_session()
+            channel = self._get_session().client.get_transport().open_session()
+        except (paramiko.SSHException, OSError) as exc:
+            raise errors.TransportError(f"{self.where}: cannot open a {op} stream: "
+                                        f"{exc}") from None
+        try:
             channel.settimeout(self._timeout)
             channel.exec_command(self._command)
             reader = channel.makefile("rb")
@@ -240,8 +243,12 @@ class SSHTransport:
             channel.sendall(protocol.encode({"id": 1, "op": op, "args": args}))
             volsize = _result(self._reply(reader, op))["size"]
         except (paramiko.SSHException, OSError) as exc:
+            channel.close()
             raise errors.TransportError(f"{self.where}: cannot open a {op} stream: "
                                         f"{exc}") from None
+        except errors.ZFSError:  # refused by the agent: this channel is done
+            channel.close()
+            raise
         return channel, reader, volsize
 
     def _reply(self, reader, op: str) -> dict:
