@@ -132,16 +132,21 @@ def drift_set(report: dict) -> set[tuple[str, str]]:
     return {(d["what"], d["zfs_name"]) for d in report["drift"]}
 
 
+def volume_in_each_of_two_projects(drv):
+    pa, pb = project(), project()
+    va, vb = volume_obj(project_id=pa), volume_obj(project_id=pb)
+    for v in (va, vb):
+        drv.create_volume(v)
+    return pa, pb, va, vb
+
+
 # -- drift ---------------------------------------------------------------------------------
 
 def test_drift_verify_reports_it_reconcile_fixes_it_pool_untouched(node, make_driver, cli,
                                                                    tmp_path):
     drv = make_driver()
     root = drv.ops.names.root
-    pa, pb = project(), project()
-    va, vb = volume_obj(project_id=pa), volume_obj(project_id=pb)
-    for v in (va, vb):
-        drv.create_volume(v)
+    pa, pb, va, vb = volume_in_each_of_two_projects(drv)
     snaps = [snapshot_obj(v) for v in (va, va, vb)]
     for s in snaps:
         drv.create_snapshot(s)
@@ -266,10 +271,7 @@ def test_nearest_and_tenant_search_answer_what_the_pool_says(node, make_driver, 
 def test_cli_tenant_search_never_shows_another_tenants_rows(node, make_driver, cli):
     drv = make_driver()
     root = drv.ops.names.root
-    pa, pb = project(), project()
-    va, vb = volume_obj(project_id=pa), volume_obj(project_id=pb)
-    for v in (va, vb):
-        drv.create_volume(v)
+    pa, pb, va, vb = volume_in_each_of_two_projects(drv)
     for v in (va, vb, vb):
         drv.create_snapshot(snapshot_obj(v))
     drv.ops.index.flush()
