@@ -64,9 +64,11 @@ def start_node(timeout: float | None = None) -> Node:
     return node
 
 
-def node_start_state(timeout: float | None = None) -> dict:
+def node_start_state(timeout: float | None = None, fresh_pool_if_lost: bool = False) -> dict:
     """`node start --json`: boots the node, or reuses a running healthy one; its state."""
     argv = [sys.executable, str(NODE_TOOL), "start", "--json"]
+    if fresh_pool_if_lost:
+        argv.append("--fresh-pool-if-lost")
     if timeout:
         argv += ["--timeout", str(timeout)]
     try:
@@ -170,9 +172,10 @@ class Node:
         self._restart_hooks.append((hook, once))
 
     def restart(self) -> None:
-        """Start the node again (same run dir, pool and SSH port) and reconnect."""
+        """Start the node again (same run dir and SSH port; new pool disks only when the old
+        pool cannot be imported) and reconnect."""
         self.close()
-        self._adopt(node_start_state())
+        self._adopt(node_start_state(fresh_pool_if_lost=True))
         self.connect()
         self.restarts += 1
         hooks, self._restart_hooks = self._restart_hooks, [
