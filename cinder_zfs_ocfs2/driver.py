@@ -14,7 +14,7 @@ import dataclasses
 import socket
 import time
 
-from cinder import exception, interface
+from cinder import coordination, exception, interface
 from cinder.image import image_utils
 from cinder.objects import fields
 from cinder.volume import driver, volume_utils
@@ -23,7 +23,8 @@ from oslo_log import log as logging
 
 from cinder_zfs_ocfs2 import export, options, transport
 from cinder_zfs_ocfs2.export.ocfs2 import PROP_FILESYSTEM, PROP_STACK, OCFS2Volumes, ocfs2_spec
-from cinder_zfs_ocfs2.operations import specs
+from cinder_zfs_ocfs2.locking import CoordinationLocks, synchronized
+from cinder_zfs_ocfs2.operations import locks, specs
 from cinder_zfs_ocfs2.operations.batching import SnapshotBatcher
 from cinder_zfs_ocfs2.operations.manage import ManageOperations
 from cinder_zfs_ocfs2.operations.manage import size_gb as manage_size_gb
@@ -69,6 +70,9 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
     VERSION = "1.0.0"
     CI_WIKI_NAME = "cinder-zfs-ocfs2_CI"
     VENDOR = "cinder-zfs-ocfs2"
+    # Every mutating call holds its volumes' locks (operations/locks.py), Cinder's tooz locks:
+    # a distributed backend ([coordination] backend_url) makes them hold across a cluster.
+    SUPPORTS_ACTIVE_ACTIVE = True
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -104,11 +108,12 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
             defaults = self._defaults()
         self.transport = transport.from_config(conf)
         self.zfs = ZFSClient(self.transport)
+        coordination.COORDINATOR.start()  # the service started it already; tools and tests not
         self.ops = VolumeOperations(
             self.zfs, names, defaults, backend=self.backend_name,
             max_clone_depth=conf.zfs_max_clone_depth,
             promote_on_delete=conf.zfs_promote_newest_clone_on_delete,
-            catalog=self._open_catalog())
+            catalog=self._open_catalog(), volume_locks=CoordinationLocks())
         self.manage = ManageOperations(self.ops)
         self.ocfs2 = OCFS2Volumes(self.transport)
         self.batcher = SnapshotBatcher(self.ops.create_snapshots,
@@ -138,9 +143,11 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
                     data=f"pool {pool.name} is {pool.health}: repair it (zpool status -x) "
                          f"before starting this backend")
             self.ops.ensure_root(self.configuration.zfs_create_root_dataset)
-            self.ops.repair()
-            reclaimed = self.ops.reclaim()
-        self.ops.index.reconcile("start-up")
+            # Another service of the cluster may be repairing right now: wait for it.
+            with self.ops.maintenance(wait=None):
+                self.ops.repair()
+                reclaimed = self.ops.reclaim()
+                self.ops.index.reconcile("start-up")
         LOG.info("ZFS backend %s ready: OpenZFS %s, root %s, pool %s %s, %d hidden volumes "
                  "reclaimed", self.backend_name, version.get("zfs"), self.ops.names.root,
                  pool.name, pool.health, reclaimed)
@@ -177,6 +184,7 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
 
     # -- volumes ---------------------------------------------------------------------------
 
+    @synchronized(locks.VOLUME)
     def create_volume(self, volume):
         spec = self._spec(volume)
         filesystem = self._ocfs2_spec(volume)  # bad specs refused before anything exists
@@ -225,17 +233,20 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
             self.zfs.set_properties(name, OCFS2Volumes.properties(info))
         return self._metadata_update(volume, info)
 
+    @synchronized(locks.VOLUME)
     def delete_volume(self, volume):
         with cinder_errors(f"delete volume {volume.id}",
                            busy=lambda m: exception.VolumeIsBusy(volume_name=f"{volume.id} "
                                                                  f"({m})")):
             self.ops.delete_volume(volume.project_id, volume.name_id)
 
+    @synchronized(locks.VOLUME)
     def extend_volume(self, volume, new_size):
         with cinder_errors(f"extend volume {volume.id}"):
             self.ops.extend_volume(self._volume_name(volume), new_size)
         self.target_driver.extend_target(volume)
 
+    @synchronized(locks.VOLUME, locks.SNAPSHOT_VOLUME)
     def create_volume_from_snapshot(self, volume, snapshot):
         spec = self._spec(volume)
         source = self._snapshot_name(snapshot)
@@ -244,6 +255,7 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
                                                  volume.size, spec)
         return self._new_filesystem_identity(volume, source)
 
+    @synchronized(locks.VOLUME, locks.SOURCE_VOLUME)
     def create_cloned_volume(self, volume, src_vref):
         spec = self._spec(volume)
         if self._is_image_cache_entry(volume) and spec.clone_mode == "linked":
@@ -257,6 +269,7 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
                                           volume.size, spec)
         return self._new_filesystem_identity(volume, source)
 
+    @synchronized(locks.VOLUME)
     def revert_to_snapshot(self, context, volume, snapshot):
         with cinder_errors(f"revert volume {volume.id} to snapshot {snapshot.id}"):
             self.ops.revert(volume.project_id, volume.name_id, self._snapshot_name(snapshot))
@@ -283,6 +296,7 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
 
     # -- images: streamed through the agent, so cinder-volume needs no iSCSI initiator -----
 
+    @synchronized(locks.VOLUME)
     def copy_image_to_volume(self, context, volume, image_service, image_id,
                              disable_sparse=False):
         # qemu-img converts into a scratch file in image_conversion_dir (this host needs room
@@ -304,10 +318,12 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
 
     # -- snapshots -------------------------------------------------------------------------
 
+    @synchronized(locks.SNAPSHOT_VOLUME)
     def create_snapshot(self, snapshot):
         with cinder_errors(f"create snapshot {snapshot.id}"):
             self.batcher.snapshot(self._snapshot_name(snapshot))
 
+    @synchronized(locks.SNAPSHOT_VOLUME)
     def delete_snapshot(self, snapshot):
         with cinder_errors(f"delete snapshot {snapshot.id}",
                            busy=lambda m: exception.SnapshotIsBusy(snapshot_name=f"{snapshot.id} "
@@ -320,11 +336,13 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
         with cinder_errors(f"manage {existing_ref}"):
             return self.manage.volume_size(existing_ref)
 
+    @synchronized(locks.VOLUME)
     def manage_existing(self, volume, existing_ref):
         self._spec(volume)  # a bad volume type fails before anything is renamed
         with cinder_errors(f"manage {existing_ref}"):
             self.manage.adopt_volume(existing_ref, volume.project_id, volume.name_id)
 
+    @synchronized(locks.VOLUME)
     def unmanage(self, volume):
         with cinder_errors(f"unmanage volume {volume.id}"):
             self.manage.release_volume(self._volume_name(volume))
@@ -333,6 +351,7 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
         with cinder_errors(f"manage snapshot {existing_ref}"):
             return self.manage.snapshot_size(self._volume_name(snapshot.volume), existing_ref)
 
+    @synchronized(locks.SNAPSHOT_VOLUME)
     def manage_existing_snapshot(self, snapshot, existing_ref):
         with cinder_errors(f"manage snapshot {existing_ref}"):
             self.manage.adopt_snapshot(self._volume_name(snapshot.volume), existing_ref,
@@ -404,11 +423,13 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
         return {line.strip()[len(prefix):] for line in (out or "").splitlines()
                 if line.strip().startswith(prefix)}
 
+    @synchronized(locks.VOLUME)
     def accept_transfer(self, context, volume, new_user, new_project):
         # The zvol lives under its project's dataset: move it with the volume.
         with cinder_errors(f"transfer volume {volume.id} to project {new_project}"):
             self.manage.transfer(self._volume_name(volume), new_project, volume.name_id)
 
+    @synchronized(locks.VOLUME)
     def retype(self, context, volume, new_type, diff, host):
         if volume_utils.extract_host(host["host"], "backend") != \
                 volume_utils.extract_host(volume.host, "backend"):
@@ -428,6 +449,7 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
             return f"{conf.zfs_ssh_host}:{conf.zfs_ssh_port}"
         return socket.gethostname()
 
+    @synchronized(locks.VOLUME)
     def migrate_volume(self, ctxt, volume, host):
         """Storage-assisted migration to another root (pool) of the same node."""
         location = (host.get("capabilities") or {}).get("location_info") or ""
@@ -442,6 +464,7 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
             self.ops.delete_volume(volume.project_id, volume.name_id)
         return True, None
 
+    @synchronized(locks.VOLUME, locks.NEW_VOLUME)
     def update_migrated_volume(self, ctxt, volume, new_volume, original_volume_status):
         # Take the original name back when it is free, so the dataset keeps matching the id.
         original = self._volume_name(volume)
@@ -484,7 +507,8 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
     def create_group_snapshot(self, context, group_snapshot, snapshots):
         if not volume_utils.is_group_a_cg_snapshot_type(group_snapshot):
             raise NotImplementedError()
-        with cinder_errors(f"create group snapshot {group_snapshot.id}"):
+        with self._all_locked([s.volume for s in snapshots]), \
+                cinder_errors(f"create group snapshot {group_snapshot.id}"):
             self.ops.create_snapshots([self._snapshot_name(s) for s in snapshots],
                                       group_snapshot_id=group_snapshot.id)
         return ({"status": fields.GroupSnapshotStatus.AVAILABLE},
@@ -511,11 +535,17 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
             by_id = {v.id: v for v in source_vols}
             requests = [(self._volume_name(by_id[v.source_volid]), v.project_id, v.name_id,
                          v.size, self._spec(v)) for v in volumes]
-            with cinder_errors(f"create group {group.id} from group {source_group.id}"):
+            with self._all_locked([*volumes, *source_vols]), \
+                    cinder_errors(f"create group {group.id} from group {source_group.id}"):
                 self.ops.create_cloned_volumes(requests)
             for volume, request in zip(volumes, requests, strict=True):
                 updates.append((volume, self._new_filesystem_identity(volume, request[0])))
         return None, [{"id": v.id, **u} for v, u in updates if u]
+
+    def _all_locked(self, volumes):
+        """The locks of a list of volumes, taken in one step like the decorator's
+        (operations/locks.py rule 1)."""
+        return self.ops.locks.hold([locks.volume(v.name_id) for v in volumes], None)
 
     # -- export (Cinder's target helpers, as the LVM driver plugs them in) -----------------
 

@@ -14,10 +14,12 @@ Rules (DESIGN.md section 4):
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 
 from oslo_log import log as logging
 
+from cinder_zfs_ocfs2.operations import locks
 from cinder_zfs_ocfs2.operations.catalog_sync import CatalogSync
 from cinder_zfs_ocfs2.operations.specs import VolumeSpec, round_up
 from cinder_zfs_ocfs2.zfs import errors
@@ -58,8 +60,9 @@ def is_driver_made(snapshot: Snapshot) -> bool:
 class VolumeOperations:
     def __init__(self, client: ZFSClient, names: NameSpace, defaults: VolumeSpec,
                  backend: str, max_clone_depth: int = 5, promote_on_delete: bool = False,
-                 catalog=None):
+                 catalog=None, volume_locks: locks.Locks = locks.NO_LOCKS):
         self.zfs = client
+        self.locks = volume_locks  # the caller holds the volume locks a call names
         self.index = CatalogSync(catalog, client, names.root, backend)
         self.names = names
         self.defaults = defaults
@@ -138,28 +141,64 @@ class VolumeOperations:
         if visible:
             raise errors.Busy(f"volume {name} still has snapshots Cinder knows: "
                               f"{', '.join(visible)}; delete them first", name)
-        origin = self.zfs.get_volume(name).origin
         pinned = [s for s in snapshots if s.clones]
         if pinned and self.promote_on_delete:
             pinned = self._promote_newest_clone(name, pinned)
-            origin = self.zfs.get_volume(name).origin  # now a clone of the heir's snapshot
         if not pinned:
-            self.zfs.destroy(name, recursive=True)
-            self.index.dataset_destroyed(name)
+            self._destroy_and_release(name)
             LOG.info("Destroyed volume %s", name)
-            self._origin_released(origin)
             return
         self._hide_volume(name, volume_id, snapshots)
+
+    @contextlib.contextmanager
+    def _origin_held(self, name: str):
+        """Yield (origin of ``name``, whether its owner's lock is held).
+
+        The origin's owner is discovered, so its lock is only tried (operations.locks rule 2);
+        a promote under that lock may change the origin, so it is read again once held."""
+        origin = self.zfs.get_volume(name).origin
+        for _ in range(3):
+            owner = locks.owner_of(origin) if origin else None
+            with self.locks.hold([owner] if owner else [], locks.DISCOVERED_WAIT) as held:
+                if held:
+                    current = self.zfs.get_volume(name).origin
+                    if current == origin:
+                        yield origin, True
+                        return
+            if not held:
+                break
+            origin = current
+        yield origin, False
+
+    def _destroy_and_release(self, name: str) -> None:
+        """Destroy ``name`` (nothing depends on it), then drop its origin if nothing else
+        needs that origin. Destroying a clone never harms its origin, so when the origin's
+        owner is busy the release is left to the periodic pass."""
+        with self._origin_held(name) as (origin, held):
+            self.zfs.destroy(name, recursive=True)
+            self.index.dataset_destroyed(name)
+            if held:
+                self._origin_released(origin)
+            elif origin:
+                LOG.info("Origin %s of destroyed %s is busy; the periodic pass releases it",
+                         origin, name)
 
     def _promote_newest_clone(self, name: str, pinned: list[Snapshot]) -> list[Snapshot]:
         """Move the origin role to the newest clone; returns what still pins ``name``."""
         newest = max(pinned, key=lambda s: s.createtxg)
         clones = [self.zfs.get_volume(c) for c in newest.clones]
         heir = max(clones, key=lambda v: v.creation).name
-        LOG.info("Promoting %s so deleted volume %s stops pinning space", heir, name)
-        self.zfs.promote(heir)
-        self.index.reconcile("promote")
-        self._prune_internal(heir)
+        # The heir's own calls (a clone of it: its temp snapshot) must not see it promoted
+        # and pruned under them.
+        with self.locks.hold([locks.owner_of(heir)], locks.DISCOVERED_WAIT) as held:
+            if not held:
+                LOG.info("Not promoting %s: it is busy; hiding deleted volume %s instead",
+                         heir, name)
+                return pinned
+            LOG.info("Promoting %s so deleted volume %s stops pinning space", heir, name)
+            self.zfs.promote(heir)
+            self.index.reconcile("promote")
+            self._prune_internal(heir)
         return [s for s in self.zfs.list_snapshots(name, depth=1) if s.clones]
 
     def _hide_volume(self, name: str, volume_id: str, snapshots: list[Snapshot]) -> None:
@@ -208,14 +247,14 @@ class VolumeOperations:
             self._reclaim(dataset)
 
     def _reclaim(self, dataset: str) -> bool:
-        """Destroy a hidden volume whose dependents are all gone. True if it went."""
+        """Destroy a hidden volume whose dependents are all gone. True if it went.
+
+        The caller holds the hidden volume's lock (its owner's, locks.owner_of)."""
         try:
             left = self._prune_internal(dataset)
             if left:
                 return False
-            origin = self.zfs.get_volume(dataset).origin
-            self.zfs.destroy(dataset, recursive=True)
-            self.index.dataset_destroyed(dataset)
+            self._destroy_and_release(dataset)
         except errors.NotFound:
             self.index.dataset_destroyed(dataset)
             return True
@@ -223,16 +262,26 @@ class VolumeOperations:
             LOG.info("Hidden volume %s still pinned: %s", dataset, exc)
             return False
         LOG.info("Reclaimed hidden volume %s", dataset)
-        self._origin_released(origin)
         return True
 
     def reclaim(self) -> int:
-        """Reclaim every hidden volume without dependents (start-up and periodic)."""
+        """Reclaim every hidden volume without dependents (start-up and periodic; the caller
+        holds ``maintenance``). A volume whose lock is taken is in use: the next pass sees it."""
         try:
             hidden = self.zfs.list_volumes(self.names.trash_root, depth=1)
         except errors.NotFound:
             return 0
-        return sum(1 for volume in hidden if self._reclaim(volume.name))
+        reclaimed = 0
+        for volume in hidden:
+            with self.locks.hold([locks.owner_of(volume.name)], 0) as held:
+                if held and self._reclaim(volume.name):
+                    reclaimed += 1
+        return reclaimed
+
+    def maintenance(self, wait: float | None):
+        """The lock of start-up repair and the periodic pass over this root (one process at
+        a time; operations.locks rule 3). A context manager yielding whether it is held."""
+        return self.locks.hold([locks.maintenance(self.names.root)], wait)
 
     # -- snapshots -------------------------------------------------------------------------
 
@@ -445,10 +494,14 @@ class VolumeOperations:
         self._reclaim(trash)
 
     def repair(self) -> None:
-        """Finish or undo a clone-and-swap revert cut short by a crash (start-up)."""
+        """Finish or undo a clone-and-swap revert cut short by a crash (start-up and the
+        periodic pass, under ``maintenance``). A revert holds its volume's lock from start to
+        end, so a scratch clone whose lock is free belongs to a revert that died."""
         for volume in self.zfs.list_volumes(self.names.root):
             if volume.name.rpartition("/")[2].startswith("revert-"):
-                self._repair_revert(volume.name)
+                with self.locks.hold([locks.owner_of(volume.name)], 0) as held:
+                    if held:
+                        self._repair_revert(volume.name)
 
     def _repair_revert(self, scratch: str) -> None:
         volume_id = scratch.rpartition("/")[2][len("revert-"):]
