@@ -616,8 +616,12 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
             capacity = self.ops.capacity()
         interval = conf.zfs_catalog_reconcile_interval
         if interval and time.monotonic() - self.ops.index.last_reconcile > interval:
-            self.ops.reclaim()
-            self.ops.index.reconcile("periodic")
+            # One service of a cluster at a time; the others try again at their next tick.
+            with self.ops.maintenance(wait=0) as ours, cinder_errors("periodic repair"):
+                if ours:
+                    self.ops.repair()
+                    self.ops.reclaim()
+                    self.ops.index.reconcile("periodic")
         self._stats = {
             "volume_backend_name": self.backend_name,
             "vendor_name": self.VENDOR,

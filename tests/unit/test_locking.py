@@ -5,6 +5,7 @@ between states, the other is started, and the test checks that it waits for the 
 of acting on the in-between state.
 """
 
+import contextlib
 import random
 import subprocess
 import sys
@@ -86,6 +87,10 @@ def second_waits_for_first(node, stop, first, second, why):
     second.finish()
 
 
+def hidden_volumes(node):
+    return [n for n in node.tree(f"{ROOT}/.trash") if "@" not in n][1:]
+
+
 def volume_with_snapshots(drv, count):
     vol = volume_obj()
     drv.create_volume(vol)
@@ -142,21 +147,20 @@ def test_a_busy_heir_is_not_promoted_the_origin_is_hidden(make_driver, node, mon
     go.set()
     cloning.finish()
     assert not drv.zfs.exists(zvol(origin))
-    assert [n for n in node.tree(f"{ROOT}/.trash") if "@" not in n][1:], "origin not hidden"
+    assert hidden_volumes(node), "the origin was not hidden"
     assert drv.zfs.get_volume(zvol(heir)).origin is not None  # not promoted
 
 
-def test_a_lock_held_by_another_process_makes_the_call_wait(make_driver, node,
-                                                            coordination_in_tmp):
-    drv, _ = make_driver(node)
-    vol, _ = volume_with_snapshots(drv, 0)
+@contextlib.contextmanager
+def held_by_another_process(url, name):
+    """Another cinder-volume process holds lock ``name`` (as Cinder names it) until exit."""
     holder = subprocess.Popen(
         [sys.executable, "-c",
          "import sys\n"
          "from tooz import coordination\n"
-         f"c = coordination.get_coordinator({coordination_in_tmp!r}, b'other-process')\n"
+         f"c = coordination.get_coordinator({url!r}, b'other-process')\n"
          "c.start()\n"
-         f"lock = c.get_lock(b'cinder-' + {locks.volume(vol.id)!r}.encode())\n"
+         f"lock = c.get_lock(b'cinder-' + {name!r}.encode())\n"
          "lock.acquire()\n"
          "print('held', flush=True)\n"
          "sys.stdin.read()\n"
@@ -164,12 +168,20 @@ def test_a_lock_held_by_another_process_makes_the_call_wait(make_driver, node,
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        extend = Call(drv.extend_volume, vol, 2)
-        time.sleep(WAITS)
-        assert extend.is_alive(), "extend ran while another process held the volume's lock"
+        yield
     finally:
         holder.stdin.close()
         holder.wait(10)
+
+
+def test_a_lock_held_by_another_process_makes_the_call_wait(make_driver, node,
+                                                            coordination_in_tmp):
+    drv, _ = make_driver(node)
+    vol, _ = volume_with_snapshots(drv, 0)
+    with held_by_another_process(coordination_in_tmp, locks.volume(vol.id)):
+        extend = Call(drv.extend_volume, vol, 2)
+        time.sleep(WAITS)
+        assert extend.is_alive(), "extend ran while another process held the volume's lock"
     extend.finish()
     assert drv.zfs.get_volume(zvol(vol)).volsize == 2 * 1024 ** 3
 
@@ -258,3 +270,26 @@ def test_concurrent_mixed_calls_never_deadlock_and_orphan_nothing(make_driver, n
         drv.delete_volume(vol)
     drv.ops.reclaim()
     assert leftovers(node) == []
+
+
+def test_the_periodic_pass_runs_in_one_service_of_a_cluster_at_a_time(
+        make_driver, node, coordination_in_tmp):
+    drv, _ = make_driver(node, zfs_catalog_reconcile_interval=1)
+    origin, heir = origin_and_heir(drv)
+    drv.delete_volume(origin)  # hidden while the heir lives
+    node.call("destroy", name=zvol(heir), recursive=True)  # out of band: the origin is free
+    drv.ops.index.last_reconcile = 0.0
+    with held_by_another_process(coordination_in_tmp, locks.maintenance(ROOT)):
+        drv._update_volume_stats()  # another service runs the pass: this one skips it
+        assert hidden_volumes(node)
+    drv._update_volume_stats()
+    assert hidden_volumes(node) == []
+
+
+def test_start_up_waits_for_another_services_repair(make_driver, node, coordination_in_tmp):
+    drv, _ = make_driver(node, check=False)
+    with held_by_another_process(coordination_in_tmp, locks.maintenance(ROOT)):
+        starting = Call(drv.check_for_setup_error)
+        time.sleep(WAITS)
+        assert starting.is_alive(), "start-up repaired while another service was repairing"
+    starting.finish()
