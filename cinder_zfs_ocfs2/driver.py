@@ -427,7 +427,9 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
     def accept_transfer(self, context, volume, new_user, new_project):
         # The zvol lives under its project's dataset: move it with the volume.
         with cinder_errors(f"transfer volume {volume.id} to project {new_project}"):
-            self.manage.transfer(self._volume_name(volume), new_project, volume.name_id)
+            # located: a retry finds it where an earlier attempt Cinder did not record left it
+            self.manage.transfer(self.ops.locate(volume.project_id, volume.name_id),
+                                 new_project, volume.name_id)
 
     @synchronized(locks.VOLUME)
     def retype(self, context, volume, new_type, diff, host):

@@ -24,7 +24,14 @@ from cinder_zfs_ocfs2.operations.catalog_sync import CatalogSync
 from cinder_zfs_ocfs2.operations.specs import VolumeSpec, round_up
 from cinder_zfs_ocfs2.zfs import errors
 from cinder_zfs_ocfs2.zfs.client import ZFSClient
-from cinder_zfs_ocfs2.zfs.names import CLONE_PREFIX, SNAPSHOT_PREFIX, NameSpace, snapshot_id_of
+from cinder_zfs_ocfs2.zfs.names import (
+    CLONE_PREFIX,
+    SNAPSHOT_PREFIX,
+    TRASH,
+    NameSpace,
+    snapshot_id_of,
+    volume_id_of,
+)
 from cinder_zfs_ocfs2.zfs.types import (
     PROP_BACKEND,
     PROP_GROUP_SNAPSHOT_ID,
@@ -125,8 +132,38 @@ class VolumeOperations:
         if updates:
             self.zfs.set_properties(name, updates)
 
-    def delete_volume(self, project_id: str, volume_id: str) -> None:
+    def locate(self, project_id: str, volume_id: str) -> str:
+        """The volume's dataset: at its computed name, else wherever its identity (the
+        volume_id user property) is under the root, e.g. in another project's dataset after
+        a transfer whose commit in Cinder failed. The computed name when it is nowhere.
+
+        Callers hold the volume's lock, so no revert of it is in flight: a scratch clone of
+        one found here was left by a crash and is settled first (it may hold the snapshots)."""
         name = self.names.volume(project_id, volume_id)
+        scratch = self.names.revert_clone(project_id, volume_id)
+        if self.zfs.exists(scratch):
+            self._repair_revert(scratch)
+        if self.zfs.exists(name):
+            return name
+        owned = [v.name for v in self.zfs.list_volumes(self.names.root)
+                 if v.user_props.get(PROP_VOLUME_ID) == volume_id
+                 and not v.name.startswith(self.names.trash_root + "/")]
+        scratch = [n for n in owned if n.rpartition("/")[2].startswith("revert-")]
+        if scratch:
+            for clone in scratch:
+                self._repair_revert(clone)
+            return self.locate(project_id, volume_id)
+        if len(owned) > 1:
+            raise errors.Busy(f"volume {volume_id} is not at {name} and several datasets "
+                              f"claim it: {', '.join(owned)}; keep the right one", name)
+        if owned:
+            LOG.warning("Volume %s is not at %s but at %s (moved outside this call, e.g. a "
+                        "transfer Cinder did not record)", volume_id, name, owned[0])
+            return owned[0]
+        return name
+
+    def delete_volume(self, project_id: str, volume_id: str) -> None:
+        name = self.locate(project_id, volume_id)
         if not self.zfs.exists(name):
             LOG.warning("Volume %s is already gone from the pool; counting it as deleted", name)
             return
@@ -206,10 +243,15 @@ class VolumeOperations:
             if not snapshot.clones:
                 self._destroy_quietly(snapshot.name)
         trash = self.names.trash(volume_id, secrets.token_hex(4))
-        self.zfs.set_properties(name, {PROP_HIDDEN: "true"})
         self.zfs.rename(name, trash)
+        self._mark_hidden(trash)
         self.index.dataset_renamed(name, trash)
         LOG.info("Volume %s has clones; hidden as %s until they are gone", name, trash)
+
+    def _mark_hidden(self, trash: str) -> None:
+        """Only once in .trash: a crash before the rename leaves a live volume looking live
+        (its snapshots inherit the marker). The reclaim pass marks one a crash left unmarked."""
+        self.zfs.set_properties(trash, {PROP_HIDDEN: "true"})
 
     def _destroy_quietly(self, snapshot: str) -> bool:
         """Destroy an internal snapshot nothing depends on; False if something still does."""
@@ -274,7 +316,11 @@ class VolumeOperations:
         reclaimed = 0
         for volume in hidden:
             with self.locks.hold([locks.owner_of(volume.name)], 0) as held:
-                if held and self._reclaim(volume.name):
+                if not held:
+                    continue
+                if volume.user_props.get(PROP_HIDDEN) != "true":
+                    self._mark_hidden(volume.name)
+                if self._reclaim(volume.name):
                     reclaimed += 1
         return reclaimed
 
@@ -301,9 +347,12 @@ class VolumeOperations:
         try:
             snapshot = self.zfs.get_snapshot(name)
         except errors.NotFound:
-            LOG.warning("Snapshot %s is already gone; counting it as deleted", name)
-            self.index.deleted(name)
-            return
+            snapshot = self._snapshot_by_identity(name)
+            if snapshot is None:
+                LOG.warning("Snapshot %s is already gone; counting it as deleted", name)
+                self.index.deleted(name)
+                return
+            name = snapshot.name
         self.index.deleting(name)
         if not snapshot.clones:
             try:
@@ -319,6 +368,19 @@ class VolumeOperations:
         self.zfs.destroy(name, defer=True)
         self.index.hidden(name)
         LOG.info("Snapshot %s has clones; hidden, destroyed by ZFS when the last goes", name)
+
+    def _snapshot_by_identity(self, name: str) -> Snapshot | None:
+        """The snapshot ``name`` on its volume wherever that volume is (see ``locate``)."""
+        dataset, _, short = name.partition("@")
+        volume_id = volume_id_of(dataset)
+        project = dataset[len(self.names.root) + 1:].partition("/")[0]
+        if volume_id is None or project == TRASH:
+            return None
+        located = self.locate(project, volume_id)  # may settle a crashed revert
+        try:
+            return self.zfs.get_snapshot(f"{located}@{short}")
+        except errors.NotFound:
+            return None
 
     # -- clones ----------------------------------------------------------------------------
 
@@ -488,8 +550,8 @@ class VolumeOperations:
 
     def _swap_in(self, name: str, scratch: str, volume_id: str) -> None:
         trash = self.names.trash(volume_id, secrets.token_hex(4))
-        self.zfs.set_properties(name, {PROP_HIDDEN: "true"})
         self.zfs.rename(name, trash)
+        self._mark_hidden(trash)
         self.zfs.rename(scratch, name)
         self._reclaim(trash)
 

@@ -319,7 +319,8 @@ def test_delete_of_a_volume_already_gone_succeeds(ops, fake):
     calls = len(fake.calls)
     ops.delete_volume(PROJECT, vid)
     ops.delete_volume(PROJECT, new_id())  # never existed
-    assert {op for op, _ in fake.calls[calls:]} == {"exists"}
+    # Looked for at its name, then by identity (a listing), and nothing destroyed.
+    assert {op for op, _ in fake.calls[calls:]} == {"exists", "list"}
 
 
 def test_out_of_band_snapshot_makes_delete_busy_and_changes_nothing(ops, fake):
@@ -577,3 +578,45 @@ def test_group_of_clones_takes_its_temp_snapshots_in_one_call(ops, fake):
         ops.create_cloned_volumes([(a, PROJECT, ids2[0], 2, SPARSE),
                                    (b, PROJECT, ids2[1], 2, SPARSE)])
     assert fake.tree(ROOT) == before
+
+
+# -- gone means gone: a moved volume is found by identity ---------------------------------------
+
+def moved_to_another_project(ops, fake):
+    """A volume and its snapshot, renamed into project p2 behind Cinder's back (a transfer
+    whose commit failed): Cinder still computes the p1 names."""
+    vid, name = volume(ops, fake, b"kept")
+    snap = NS.snapshot(name, new_id())
+    ops.create_snapshots([snap])
+    ops.ensure_tenant("p2")
+    fake.call("rename", name=name, new_name=NS.volume("p2", vid))
+    return vid, snap
+
+
+def test_delete_snapshot_of_a_moved_volume_deletes_it_where_it_is(ops, fake):
+    vid, snap = moved_to_another_project(ops, fake)
+    ops.delete_snapshot(snap)
+    assert fake.tree(NS.volume("p2", vid)) == [NS.volume("p2", vid)]
+
+
+def test_delete_of_a_moved_volume_deletes_it_where_it_is(ops, fake):
+    vid, snap = moved_to_another_project(ops, fake)
+    with pytest.raises(errors.Busy):  # its Cinder snapshot is still there
+        ops.delete_volume(PROJECT, vid)
+    ops.delete_snapshot(snap)
+    ops.delete_volume(PROJECT, vid)
+    assert not fake.exists(NS.volume("p2", vid))
+
+
+def test_delete_snapshot_during_a_crashed_revert_settles_the_revert_first(ops, fake):
+    vid, name = volume(ops, fake, b"v1")
+    older, target = NS.snapshot(name, new_id()), NS.snapshot(name, new_id())
+    ops.create_snapshots([older])
+    ops.create_snapshots([target])
+    ops.create_cloned_volume(name, PROJECT, new_id(), 1, SPARSE)  # the revert must swap
+    fake.fail("rename", errors.TransportError("cinder-volume died"))
+    with pytest.raises(errors.TransportError):
+        ops.revert(PROJECT, vid, target)
+    ops.delete_snapshot(older)  # the snapshots sit on the scratch clone now
+    assert not fake.exists(older) and fake.exists(target)
+    assert not fake.exists(NS.revert_clone(PROJECT, vid))
