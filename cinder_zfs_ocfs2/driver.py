@@ -148,9 +148,18 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
                 self.ops.repair()
                 reclaimed = self.ops.reclaim()
                 self.ops.index.reconcile("start-up")
+            self._report_zvols_not_like_new()
         LOG.info("ZFS backend %s ready: OpenZFS %s, root %s, pool %s %s, %d hidden volumes "
                  "reclaimed", self.backend_name, version.get("zfs"), self.ops.names.root,
                  pool.name, pool.health, reclaimed)
+
+    def _report_zvols_not_like_new(self) -> None:
+        names = self.ops.zvols_not_like_new()
+        if names:
+            LOG.warning("%d zvols under %s lack %s (the node's udev scans their guest "
+                        "partitions and LVM/MD signatures): %s. When a zvol is not attached, "
+                        "`zfs set volmode=dev <zvol>` changes it.", len(names),
+                        self.ops.names.root, "volmode=dev", ", ".join(names))
 
     # -- naming ----------------------------------------------------------------------------
 

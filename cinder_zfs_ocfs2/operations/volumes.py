@@ -43,6 +43,9 @@ from cinder_zfs_ocfs2.zfs.types import (
 
 LOG = logging.getLogger(__name__)
 GiB = 1024 ** 3
+# Every zvol the driver makes: a plain block device on the node. The node's kernel and udev
+# then never scan guest partition tables or LVM/MD signatures (no guest VG auto-activated).
+ZVOL_PROPS = {"volmode": "dev"}
 MAX_CHAIN = 1000  # guard against a corrupt origin loop while measuring clone depth
 
 
@@ -90,6 +93,14 @@ class VolumeOperations:
             LOG.info("Creating dataset %s", dataset)
             self._create_parent(dataset)
 
+    def zvols_not_like_new(self) -> list[str]:
+        """zvols under the root whose ZVOL_PROPS differ from what new ones get (made by an
+        older version, or managed). Reported, never changed here: changing volmode re-creates
+        the device node, under any export of it."""
+        rows = self.zfs.list_rows(self.names.root, ["volume"], ("name", *ZVOL_PROPS))
+        return [row["name"] for row in rows
+                if any(row.get(k) != v for k, v in ZVOL_PROPS.items())]
+
     def ensure_tenant(self, project_id: str) -> None:
         self._create_parent(self.names.tenant(project_id))
 
@@ -100,8 +111,9 @@ class VolumeOperations:
             pass  # another cinder-volume (or a retry) made it first
 
     def _owner_props(self, project_id: str, volume_id: str) -> dict[str, str]:
+        """What every new zvol of the driver carries: its owner, and ZVOL_PROPS."""
         return {PROP_VOLUME_ID: volume_id, PROP_PROJECT_ID: project_id,
-                PROP_BACKEND: self.backend}
+                PROP_BACKEND: self.backend, **ZVOL_PROPS}
 
     # -- volumes ---------------------------------------------------------------------------
 

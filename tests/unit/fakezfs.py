@@ -47,7 +47,8 @@ OPERATIONS = ("version", "pool_capacity", "exists", "create_volume", "create_fil
               "snapshot", "clone", "destroy", "promote", "rollback", "rename", "get", "set",
               "inherit", "list", "hold", "release", "holds", "send_receive", "wait_for_device")
 # Native properties that inherit (with their default at the top); user properties inherit too.
-INHERITABLE = {"compression": "off", "readonly": "off", "snapdev": "hidden"}
+INHERITABLE = {"compression": "off", "readonly": "off", "snapdev": "hidden",
+               "volmode": "default"}
 SETTABLE = set(INHERITABLE) | {"volsize", "refreservation", "reservation", "quota", "canmount",
                                "mountpoint"}
 READONLY = {"name", "type", "guid", "createtxg", "creation", "used", "referenced", "available",
@@ -56,7 +57,8 @@ COMPRESSION = ({"on", "off", "lzjb", "gzip", "zle", "lz4", "zstd", "zstd-fast"}
                | {f"gzip-{i}" for i in range(1, 10)} | {f"zstd-{i}" for i in range(1, 20)}
                | {f"zstd-fast-{i}" for i in (*range(1, 11), 20, 50, 100, 500, 1000)})
 CHOICES = {"compression": COMPRESSION, "readonly": {"on", "off"},
-           "snapdev": {"hidden", "visible"}, "canmount": {"on", "off", "noauto"}}
+           "snapdev": {"hidden", "visible"}, "canmount": {"on", "off", "noauto"},
+           "volmode": {"default", "full", "geom", "dev", "none"}}
 
 
 class _Dataset:

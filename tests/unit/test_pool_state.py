@@ -1,4 +1,5 @@
-"""Gone means gone: the driver finds a volume by identity before it reports it missing."""
+"""What the pool says after driver calls: a moved volume is found by identity (gone means
+gone), markers only where a crash leaves live data looking live, volmode=dev on new zvols."""
 
 import pytest
 from cinder import exception
@@ -50,3 +51,15 @@ def test_a_failed_rename_into_trash_leaves_the_volume_looking_live(make_driver):
     with pytest.raises(exception.VolumeBackendAPIException):
         drv.delete_volume(vol)
     assert drv.zfs.get_properties(zvol(vol), [PROP_HIDDEN]).get(PROP_HIDDEN) in (None, "-", "")
+
+
+def test_new_zvols_are_plain_block_devices_and_older_ones_are_reported(make_driver, caplog):
+    drv, fake = make_driver()
+    vol, snap = volume_with_snapshot(drv)
+    clone = volume_obj()
+    drv.create_volume_from_snapshot(clone, snap)
+    for made in (vol, clone):
+        assert drv.zfs.get_properties(zvol(made), ["volmode"]) == {"volmode": "dev"}
+    fake.call("create_volume", name=NS.volume("p1", volume_obj().id), size=1 << 30)  # older
+    make_driver(fake)
+    assert "1 zvols under tank/cinder lack volmode=dev" in caplog.text
