@@ -113,7 +113,8 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
             self.zfs, names, defaults, backend=self.backend_name,
             max_clone_depth=conf.zfs_max_clone_depth,
             promote_on_delete=conf.zfs_promote_newest_clone_on_delete,
-            catalog=self._open_catalog(), volume_locks=CoordinationLocks())
+            catalog=self._open_catalog(), volume_locks=CoordinationLocks(),
+            exported=lambda: self._exported_names())
         self.manage = ManageOperations(self.ops)
         self.ocfs2 = OCFS2Volumes(self.transport)
         self.batcher = SnapshotBatcher(self.ops.create_snapshots,

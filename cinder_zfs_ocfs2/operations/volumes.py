@@ -70,9 +70,11 @@ def is_driver_made(snapshot: Snapshot) -> bool:
 class VolumeOperations:
     def __init__(self, client: ZFSClient, names: NameSpace, defaults: VolumeSpec,
                  backend: str, max_clone_depth: int = 5, promote_on_delete: bool = False,
-                 catalog=None, volume_locks: locks.Locks = locks.NO_LOCKS):
+                 catalog=None, volume_locks: locks.Locks = locks.NO_LOCKS,
+                 exported=frozenset):
         self.zfs = client
         self.locks = volume_locks  # the caller holds the volume locks a call names
+        self.exported = exported  # () -> last name components (volume-<id>) with a target
         self.index = CatalogSync(catalog, client, names.root, backend)
         self.names = names
         self.defaults = defaults
@@ -587,6 +589,12 @@ class VolumeOperations:
             return
         origin = self.zfs.get_volume(name).origin
         if origin and origin.startswith(scratch + "@"):
+            if name.rpartition("/")[2] in self.exported():
+                # Reset and attached since the crash: swapping now would change the data
+                # under a running guest. The scratch clone waits for a detach.
+                LOG.error("Not finishing the interrupted revert of %s: it is exported; detach "
+                          "it and the next repair pass finishes the revert", name)
+                return
             LOG.warning("Finishing interrupted revert of %s (promoted, not swapped)", name)
             self._swap_in(name, scratch, volume_id)
         else:

@@ -620,3 +620,17 @@ def test_delete_snapshot_during_a_crashed_revert_settles_the_revert_first(ops, f
     ops.delete_snapshot(older)  # the snapshots sit on the scratch clone now
     assert not fake.exists(older) and fake.exists(target)
     assert not fake.exists(NS.revert_clone(PROJECT, vid))
+
+
+def test_repair_never_swaps_a_revert_into_an_exported_volume(ops, fake):
+    vid, name, snap, _, _ = _revert_with_a_dependent_newer_snapshot(ops, fake)
+    scratch = NS.revert_clone(PROJECT, vid)
+    fake.fail("rename", errors.TransportError("session lost"), when=lambda a: a["name"] == name)
+    with pytest.raises(errors.TransportError):
+        ops.revert(PROJECT, vid, snap)  # promoted, not swapped
+    attached = make_ops(fake, exported=lambda: {name.rpartition("/")[2]})
+    attached.repair()
+    assert fake.read(name) == b"latest" and fake.exists(scratch)
+    assert PROP_HIDDEN not in ops.zfs.get_volume(name).user_props  # still looks live
+    make_ops(fake).repair()  # detached
+    assert fake.read(name) == b"target" and not fake.exists(scratch)
