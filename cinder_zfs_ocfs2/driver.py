@@ -147,6 +147,7 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
             # Another service of the cluster may be repairing right now: wait for it.
             with self.ops.maintenance(wait=None):
                 self.ops.repair()
+                self.ops.drop_orphan_clone_temps()
                 reclaimed = self.ops.reclaim()
                 self.ops.index.reconcile("start-up")
             self._report_zvols_not_like_new()

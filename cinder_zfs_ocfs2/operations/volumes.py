@@ -579,6 +579,23 @@ class VolumeOperations:
                     if held:
                         self._repair_revert(volume.name)
 
+    def drop_orphan_clone_temps(self) -> int:
+        """Destroy temp snapshots (@clone-<uuid>) without a clone that a crash left between
+        the temp snapshot and the clone, or during a copy (start-up, under ``maintenance``).
+        A call in flight holds its source volume's lock, so a temp whose lock is free is an
+        orphan. One listing of every snapshot under the root: start-up only."""
+        dropped = 0
+        for snapshot in self.zfs.list_snapshots(self.names.root):
+            if not is_clone_temp(snapshot) or snapshot.clones or \
+                    snapshot.dataset.startswith(self.names.trash_root + "/"):
+                continue  # in use, or the reclaim of a hidden volume prunes it
+            with self.locks.hold([locks.owner_of(snapshot.dataset)], 0) as held:
+                if held and self._destroy_quietly(snapshot.name):
+                    LOG.warning("Dropped %s: a clone or copy from it was cut short",
+                                snapshot.name)
+                    dropped += 1
+        return dropped
+
     def _repair_revert(self, scratch: str) -> None:
         volume_id = scratch.rpartition("/")[2][len("revert-"):]
         project = scratch.rpartition("/")[0].rpartition("/")[2]

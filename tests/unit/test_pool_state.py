@@ -63,3 +63,18 @@ def test_new_zvols_are_plain_block_devices_and_older_ones_are_reported(make_driv
     fake.call("create_volume", name=NS.volume("p1", volume_obj().id), size=1 << 30)  # older
     make_driver(fake)
     assert "1 zvols under tank/cinder lack volmode=dev" in caplog.text
+
+
+@pytest.mark.parametrize("crash_at", ["clone", "send_receive"])
+def test_start_up_drops_the_temp_snapshot_of_a_clone_cut_short(make_driver, crash_at):
+    drv, fake = make_driver()
+    vol, snap = volume_with_snapshot(drv)
+    spec = {"zfs:clone_mode": "independent" if crash_at == "send_receive" else "linked"}
+    clone = volume_obj(extra_specs=spec)
+    fake.fail(crash_at, errors.TransportError("cinder-volume killed"))
+    fake.fail("destroy", errors.TransportError("cinder-volume killed"))  # no clean-up either
+    with pytest.raises(exception.VolumeBackendAPIException):
+        drv.create_cloned_volume(clone, vol)
+    assert drv.zfs.exists(f"{zvol(vol)}@clone-{clone.id}")
+    make_driver(fake)  # restarted
+    assert fake.tree(zvol(vol)) == [zvol(vol), f"{zvol(vol)}@snapshot-{snap.id}"]
