@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import socket
-import time
 
 from cinder import exception, interface
 from cinder.image import image_utils
@@ -118,16 +117,22 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
         self.protocol = (self.target_driver.storage_protocol or self.target_driver.protocol)
 
     def _open_catalog(self):
-        from cinder_zfs_ocfs2.catalog import Catalog, default_url
+        """The catalog of this backend: (config section, node, root), as the CLI opens it.
 
-        url = self.configuration.zfs_catalog_connection or default_url(
-            CONF.state_path, self.backend_name)
+        Nothing connects here: a database that is down degrades the catalog (catalog_state in
+        the stats), never this backend. Only a URL that cannot be a database fails."""
+        from cinder_zfs_ocfs2.catalog import Catalog, Identity, default_url
+
+        section = self.configuration.config_group or self.backend_name
+        url = self.configuration.zfs_catalog_connection or default_url(CONF.state_path,
+                                                                       section)
+        identity = Identity(section, self._node_id(), self.configuration.zfs_root_dataset)
         try:
-            return Catalog.from_url(url)
+            return Catalog.from_url(url, identity=identity)
         except Exception as exc:
             raise exception.VolumeBackendAPIException(
-                data=f"cannot open the snapshot catalog ({exc}); check "
-                     f"zfs_catalog_connection") from exc
+                data=f"zfs_catalog_connection is not a usable SQLAlchemy URL ({exc}); fix it, "
+                     f"or unset it for the embedded SQLite catalog") from exc
 
     def check_for_setup_error(self):
         with cinder_errors("storage node check"):
@@ -140,7 +145,8 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
             self.ops.ensure_root(self.configuration.zfs_create_root_dataset)
             self.ops.repair()
             reclaimed = self.ops.reclaim()
-        self.ops.index.reconcile("start-up")
+        # In the background: a whole-root listing must not hold up the backend's start.
+        self.ops.index.reconcile_in_background("start-up")
         LOG.info("ZFS backend %s ready: OpenZFS %s, root %s, pool %s %s, %d hidden volumes "
                  "reclaimed", self.backend_name, version.get("zfs"), self.ops.names.root,
                  pool.name, pool.health, reclaimed)
@@ -584,10 +590,10 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
         conf = self.configuration
         with cinder_errors("capacity"):
             capacity = self.ops.capacity()
-        interval = conf.zfs_catalog_reconcile_interval
-        if interval and time.monotonic() - self.ops.index.last_reconcile > interval:
-            self.ops.reclaim()
-            self.ops.index.reconcile("periodic")
+        # Due after the interval, or at once after a start-up pass that failed, but never
+        # inside a failed pass's backoff; the pass runs in the background, not in this poll.
+        if self.ops.index.reconcile_due(conf.zfs_catalog_reconcile_interval):
+            self.ops.index.reconcile_in_background("periodic", before=self.ops.reclaim)
         self._stats = {
             "volume_backend_name": self.backend_name,
             "vendor_name": self.VENDOR,
@@ -595,15 +601,14 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
             "storage_protocol": self.protocol,
             "total_capacity_gb": round(capacity["total_bytes"] / GiB, 2),
             "free_capacity_gb": round(capacity["free_bytes"] / GiB, 2),
-            "provisioned_capacity_gb": round(capacity["provisioned_bytes"] / GiB, 2),
             "reserved_percentage": conf.reserved_percentage,
             "max_over_subscription_ratio": conf.max_over_subscription_ratio,
             "thin_provisioning_support": True,
             "thick_provisioning_support": True,
             "multiattach": True,
             "online_extend_support": True,
-            "total_volumes": capacity["total_volumes"],
-            "total_snapshots": self.ops.index.count(),
+            "total_snapshots": self.ops.index.count(),  # None while the catalog cannot say
+            "catalog_state": self.ops.index.state,
             "location_info": f"ZFSOCFS2Driver:{self._node_id()}:{self.ops.names.root}",
             "sparse_copy_volume": True,
             "QoS_support": False,
