@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import socket
 
 from cinder import exception, interface
 from cinder.image import image_utils
@@ -121,12 +120,13 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
 
         Nothing connects here: a database that is down degrades the catalog (catalog_state in
         the stats), never this backend. Only a URL that cannot be a database fails."""
-        from cinder_zfs_ocfs2.catalog import Catalog, Identity, default_url
+        from cinder_zfs_ocfs2.catalog import Catalog, default_url
+        from cinder_zfs_ocfs2.catalog.identity import backend_identity
 
         section = self.configuration.config_group or self.backend_name
         url = self.configuration.zfs_catalog_connection or default_url(CONF.state_path,
                                                                        section)
-        identity = Identity(section, self._node_id(), self.configuration.zfs_root_dataset)
+        identity = backend_identity(section, self.configuration)
         try:
             return Catalog.from_url(url, identity=identity)
         except Exception as exc:
@@ -378,12 +378,8 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
         managed = {s.id for s in cinder_snapshots}
         entries = []
         with cinder_errors("list manageable snapshots"):
-            volumes = {v.name: v for v in self.manage.candidates()}
-            snapshots = self.zfs.list_snapshots(self.ops.names.root)
-        for snap in snapshots:
-            volume = volumes.get(snap.dataset)
-            if volume is None or is_internal(snap):
-                continue
+            found = self._manageable_snapshots()
+        for snap, volume in found:
             sid = snapshot_id_of(snap.name)
             cinder_id = sid if sid in managed else None
             entries.append({
@@ -395,6 +391,38 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
                 "source_reference": {"source-name": volume.name.rpartition("/")[2]}})
         return volume_utils.paginate_entries_list(entries, marker, limit, offset, sort_keys,
                                                   sort_dirs)
+
+    def _manageable_snapshots(self) -> list:
+        """(snapshot, its volume) pairs: from the catalog, each checked on the pool by one
+        listing of just the datasets it names; a listing of every snapshot only when the
+        catalog cannot answer."""
+        from cinder_zfs_ocfs2.catalog import models
+
+        index = self.ops.index
+        if index.catalog is not None and index.state == "ok":
+            try:
+                rows = list(index.catalog.snapshots_of_scope(
+                    states=[models.AVAILABLE],
+                    kinds=[models.KIND_CINDER, models.KIND_OUT_OF_BAND]))
+                datasets = sorted({r.dataset for r in rows})
+                volumes = {v.name: v for v in self.zfs.get_volumes(datasets)} if datasets \
+                    else {}
+                snapshots = {s.name: s for s in self.zfs.get_snapshots(
+                    [r.zfs_name for r in rows if r.dataset in volumes])} if volumes else {}
+                return [(s, volumes[s.dataset]) for s in snapshots.values()
+                        if self._manageable(s, volumes)]
+            except Exception as exc:  # the pool answers what the catalog cannot
+                LOG.warning("Manageable snapshots from the catalog failed (%s); listing the "
+                            "pool instead", exc)
+        volumes = {v.name: v for v in self.manage.candidates()}
+        return [(s, volumes[s.dataset]) for s in self.zfs.list_snapshots(self.ops.names.root)
+                if self._manageable(s, volumes)]
+
+    def _manageable(self, snap, volumes: dict) -> bool:
+        volume = volumes.get(snap.dataset)
+        return volume is not None and not is_internal(snap) and \
+            not volume.name.startswith(self.ops.names.trash_root + "/") and \
+            not volume.name.rpartition("/")[2].startswith("revert-")
 
     def _exported_names(self) -> set[str]:
         """Last name components (volume-<id>) of zvols with an iSCSI target."""
@@ -429,10 +457,9 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
 
     def _node_id(self) -> str:
         """Which storage node this backend talks to (backends on one node can migrate)."""
-        conf = self.configuration
-        if conf.zfs_agent_mode == "ssh":
-            return f"{conf.zfs_ssh_host}:{conf.zfs_ssh_port}"
-        return socket.gethostname()
+        from cinder_zfs_ocfs2.catalog.identity import node_of
+
+        return node_of(self.configuration)
 
     def migrate_volume(self, ctxt, volume, host):
         """Storage-assisted migration to another root (pool) of the same node."""

@@ -939,6 +939,25 @@ class Catalog:
             return [Usage(p, int(c), int(u or 0), int(r or 0), int(w or 0))
                     for p, c, u, r, w in conn.execute(stmt)]
 
+    def snapshots_of_scope(self, *, states: Sequence[str], kinds: Sequence[str]
+                           ) -> Iterator[SnapshotEntry]:
+        """This scope's rows in the given states and kinds, by name, read in pages
+        (manageable snapshots: what would otherwise be a listing of every snapshot)."""
+        scope = self._scope_id()
+        last = None
+        while True:
+            stmt = sa.select(*_COLS).where(S.c.scope_id == scope, S.c.state.in_(list(states)),
+                                           S.c.kind.in_(list(kinds)))
+            if last is not None:
+                stmt = stmt.where(S.c.zfs_name > last)
+            with self._read() as conn:
+                page = [SnapshotEntry._make(r) for r in conn.execute(
+                    stmt.order_by(S.c.zfs_name).limit(RECONCILE_PAGE))]
+            yield from page
+            if len(page) < RECONCILE_PAGE:
+                return
+            last = page[-1].zfs_name
+
     def count(self, *, backend: str | None = None,
               states: Sequence[str] | None = None) -> int:
         """Snapshots in the catalog (driver stats: total_snapshots)."""

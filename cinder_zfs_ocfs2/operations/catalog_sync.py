@@ -136,15 +136,19 @@ class CatalogSync:
         with self._events_cv:
             if len(self._events) >= MAX_KEPT_EVENTS:
                 self._drop_kept()
-            self._events.append(event)
-            if self._event_worker is None:
-                self._event_worker = threading.Thread(target=self._apply_events, daemon=True,
-                                                      name="catalog-events")
-                self._event_worker.start()
-            self._events_cv.notify_all()
+            self._enqueue(event)
         if wait and not self.database_down:
             event.done.wait(self.wait)
         return event.result
+
+    def _enqueue(self, event: _Event) -> None:
+        """Append under _events_cv; starts the worker when none runs."""
+        self._events.append(event)
+        if self._event_worker is None:
+            self._event_worker = threading.Thread(target=self._apply_events, daemon=True,
+                                                  name="catalog-events")
+            self._event_worker.start()
+        self._events_cv.notify_all()
 
     def _drop_kept(self) -> None:
         """Too many events kept for a database that is down: the pool will be re-read."""
@@ -232,12 +236,7 @@ class CatalogSync:
         with self._events_cv:
             if not self._events and self._event_worker is None:
                 return True
-            self._events.append(marker)
-            if self._event_worker is None:
-                self._event_worker = threading.Thread(target=self._apply_events, daemon=True,
-                                                      name="catalog-events")
-                self._event_worker.start()
-            self._events_cv.notify_all()
+            self._enqueue(marker)
         while not marker.done.wait(0.05):
             if time.monotonic() > deadline or self.database_down:
                 return False
