@@ -55,11 +55,25 @@ def build_catalog_app(conf: cfg.ConfigOpts) -> app.CatalogAPI:
                           marker_key=group.marker_key.encode() if group.marker_key else None)
 
 
+class _VersionsWithoutToken:
+    """Version documents answer without a token (as Cinder's do, for discovery and health
+    checks); every other path goes through auth_token."""
+
+    def __init__(self, app, authenticated):
+        self.app = app
+        self.authenticated = authenticated
+
+    def __call__(self, environ, start_response):
+        if environ.get("PATH_INFO", "").rstrip("/") in ("", "/v1"):
+            return self.app(environ, start_response)
+        return self.authenticated(environ, start_response)
+
+
 def build_app(conf: cfg.ConfigOpts):
     """The full pipeline: request ids, Keystone token validation, the catalog API."""
     inner = build_catalog_app(conf)
     authenticated = auth_token.AuthProtocol(inner, {"oslo_config_config": conf})
-    return request_id.RequestId(authenticated)
+    return request_id.RequestId(_VersionsWithoutToken(inner, authenticated))
 
 
 def init_application():

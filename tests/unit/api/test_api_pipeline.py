@@ -43,6 +43,9 @@ def test_auth_token_guards_the_application(tmp_path, catalog):
     assert forged.get_response(pipeline).status_int == 401
     # The request-id middleware is in front.
     assert resp.headers["x-openstack-request-id"].startswith("req-")
+    # Version discovery (and the stack's health check) needs no token.
+    for path in ("/", "/v1"):
+        assert webob.Request.blank(path).get_response(pipeline).status_int == 200
 
 
 def test_the_gunicorn_entry_reads_no_config_at_import():
