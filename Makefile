@@ -22,6 +22,11 @@ unit: venv
 
 sample-config: venv
 	$(VENV)/bin/oslo-config-generator --namespace cinder_zfs_ocfs2 > etc/cinder-zfs-ocfs2.conf.sample
+	$(VENV)/bin/oslo-config-generator --namespace cinder_zfs_ocfs2.api \
+	    --namespace keystonemiddleware.auth_token --namespace oslo.policy \
+	    > etc/cinder-zfs-catalog-api.conf.sample
+	$(VENV)/bin/oslopolicy-sample-generator --namespace cinder_zfs_ocfs2.api \
+	    --output-file etc/cinder-zfs-catalog-api.policy.yaml.sample
 
 node-image:
 	tools/storage-node/build-image

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import socket
-import time
 
 from cinder import coordination, exception, interface
 from cinder.image import image_utils
@@ -124,16 +122,23 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
         self.protocol = (self.target_driver.storage_protocol or self.target_driver.protocol)
 
     def _open_catalog(self):
-        from cinder_zfs_ocfs2.catalog import Catalog, default_url
+        """The catalog of this backend: (config section, node, root), as the CLI opens it.
 
-        url = self.configuration.zfs_catalog_connection or default_url(
-            CONF.state_path, self.backend_name)
+        Nothing connects here: a database that is down degrades the catalog (catalog_state in
+        the stats), never this backend. Only a URL that cannot be a database fails."""
+        from cinder_zfs_ocfs2.catalog import Catalog, default_url
+        from cinder_zfs_ocfs2.catalog.identity import backend_identity
+
+        section = self.configuration.config_group or self.backend_name
+        url = self.configuration.zfs_catalog_connection or default_url(CONF.state_path,
+                                                                       section)
+        identity = backend_identity(section, self.configuration)
         try:
-            return Catalog.from_url(url)
+            return Catalog.from_url(url, identity=identity)
         except Exception as exc:
             raise exception.VolumeBackendAPIException(
-                data=f"cannot open the snapshot catalog ({exc}); check "
-                     f"zfs_catalog_connection") from exc
+                data=f"zfs_catalog_connection is not a usable SQLAlchemy URL ({exc}); fix it, "
+                     f"or unset it for the embedded SQLite catalog") from exc
 
     def check_for_setup_error(self):
         with cinder_errors("storage node check"):
@@ -147,13 +152,21 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
             # Another service of the cluster may be repairing right now: wait for it.
             with self.ops.maintenance(wait=None):
                 self.ops.repair()
-                self.ops.drop_orphan_clone_temps()
                 reclaimed = self.ops.reclaim()
-                self.ops.index.reconcile("start-up")
             self._report_zvols_not_like_new()
+        # In the background: a whole-root listing must not hold up the backend's start.
+        self.ops.index.reconcile_in_background("start-up",
+                                               before=self.ops.drop_orphan_clone_temps)
         LOG.info("ZFS backend %s ready: OpenZFS %s, root %s, pool %s %s, %d hidden volumes "
                  "reclaimed", self.backend_name, version.get("zfs"), self.ops.names.root,
                  pool.name, pool.health, reclaimed)
+
+    def _periodic_repair(self) -> None:
+        """Repair and reclaim in one service of a cluster at a time; the others skip."""
+        with self.ops.maintenance(wait=0) as ours:
+            if ours:
+                self.ops.repair()
+                self.ops.reclaim()
 
     def _report_zvols_not_like_new(self) -> None:
         names = self.ops.zvols_not_like_new()
@@ -402,12 +415,8 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
         managed = {s.id for s in cinder_snapshots}
         entries = []
         with cinder_errors("list manageable snapshots"):
-            volumes = {v.name: v for v in self.manage.candidates()}
-            snapshots = self.zfs.list_snapshots(self.ops.names.root)
-        for snap in snapshots:
-            volume = volumes.get(snap.dataset)
-            if volume is None or is_internal(snap):
-                continue
+            found = self._manageable_snapshots()
+        for snap, volume in found:
             sid = snapshot_id_of(snap.name)
             cinder_id = sid if sid in managed else None
             entries.append({
@@ -419,6 +428,38 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
                 "source_reference": {"source-name": volume.name.rpartition("/")[2]}})
         return volume_utils.paginate_entries_list(entries, marker, limit, offset, sort_keys,
                                                   sort_dirs)
+
+    def _manageable_snapshots(self) -> list:
+        """(snapshot, its volume) pairs: from the catalog, each checked on the pool by one
+        listing of just the datasets it names; a listing of every snapshot only when the
+        catalog cannot answer."""
+        from cinder_zfs_ocfs2.catalog import models
+
+        index = self.ops.index
+        if index.catalog is not None and index.state == "ok":
+            try:
+                rows = list(index.catalog.snapshots_of_scope(
+                    states=[models.AVAILABLE],
+                    kinds=[models.KIND_CINDER, models.KIND_OUT_OF_BAND]))
+                datasets = sorted({r.dataset for r in rows})
+                volumes = {v.name: v for v in self.zfs.get_volumes(datasets)} if datasets \
+                    else {}
+                snapshots = {s.name: s for s in self.zfs.get_snapshots(
+                    [r.zfs_name for r in rows if r.dataset in volumes])} if volumes else {}
+                return [(s, volumes[s.dataset]) for s in snapshots.values()
+                        if self._manageable(s, volumes)]
+            except Exception as exc:  # the pool answers what the catalog cannot
+                LOG.warning("Manageable snapshots from the catalog failed (%s); listing the "
+                            "pool instead", exc)
+        volumes = {v.name: v for v in self.manage.candidates()}
+        return [(s, volumes[s.dataset]) for s in self.zfs.list_snapshots(self.ops.names.root)
+                if self._manageable(s, volumes)]
+
+    def _manageable(self, snap, volumes: dict) -> bool:
+        volume = volumes.get(snap.dataset)
+        return volume is not None and not is_internal(snap) and \
+            not volume.name.startswith(self.ops.names.trash_root + "/") and \
+            not volume.name.rpartition("/")[2].startswith("revert-")
 
     def _exported_names(self) -> set[str]:
         """Last name components (volume-<id>) of zvols with an iSCSI target."""
@@ -457,10 +498,9 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
 
     def _node_id(self) -> str:
         """Which storage node this backend talks to (backends on one node can migrate)."""
-        conf = self.configuration
-        if conf.zfs_agent_mode == "ssh":
-            return f"{conf.zfs_ssh_host}:{conf.zfs_ssh_port}"
-        return socket.gethostname()
+        from cinder_zfs_ocfs2.catalog.identity import node_of
+
+        return node_of(self.configuration)
 
     @synchronized(locks.VOLUME)
     def migrate_volume(self, ctxt, volume, host):
@@ -627,14 +667,10 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
         conf = self.configuration
         with cinder_errors("capacity"):
             capacity = self.ops.capacity()
-        interval = conf.zfs_catalog_reconcile_interval
-        if interval and time.monotonic() - self.ops.index.last_reconcile > interval:
-            # One service of a cluster at a time; the others try again at their next tick.
-            with self.ops.maintenance(wait=0) as ours, cinder_errors("periodic repair"):
-                if ours:
-                    self.ops.repair()
-                    self.ops.reclaim()
-                    self.ops.index.reconcile("periodic")
+        # Due after the interval, or at once after a start-up pass that failed, but never
+        # inside a failed pass's backoff; the pass runs in the background, not in this poll.
+        if self.ops.index.reconcile_due(conf.zfs_catalog_reconcile_interval):
+            self.ops.index.reconcile_in_background("periodic", before=self._periodic_repair)
         self._stats = {
             "volume_backend_name": self.backend_name,
             "vendor_name": self.VENDOR,
@@ -642,15 +678,14 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
             "storage_protocol": self.protocol,
             "total_capacity_gb": round(capacity["total_bytes"] / GiB, 2),
             "free_capacity_gb": round(capacity["free_bytes"] / GiB, 2),
-            "provisioned_capacity_gb": round(capacity["provisioned_bytes"] / GiB, 2),
             "reserved_percentage": conf.reserved_percentage,
             "max_over_subscription_ratio": conf.max_over_subscription_ratio,
             "thin_provisioning_support": True,
             "thick_provisioning_support": True,
             "multiattach": True,
             "online_extend_support": True,
-            "total_volumes": capacity["total_volumes"],
-            "total_snapshots": self.ops.index.count(),
+            "total_snapshots": self.ops.index.count(),  # None while the catalog cannot say
+            "catalog_state": self.ops.index.state,
             "location_info": f"ZFSOCFS2Driver:{self._node_id()}:{self.ops.names.root}",
             "sparse_copy_volume": True,
             "QoS_support": False,

@@ -6,14 +6,18 @@ section 5.
 
 from cinder_zfs_ocfs2.catalog.api import (
     Catalog,
+    CatalogUnavailable,
+    Identity,
     Intent,
     Page,
     SnapshotEntry,
     Usage,
     default_url,
+    is_unavailable,
     to_epoch,
 )
 from cinder_zfs_ocfs2.catalog.reconcile import Drift, ReconcileReport
 
-__all__ = ["Catalog", "Drift", "Intent", "Page", "ReconcileReport", "SnapshotEntry", "Usage",
-           "default_url", "to_epoch"]
+__all__ = ["Catalog", "CatalogUnavailable", "Drift", "Identity", "Intent", "Page",
+           "ReconcileReport", "SnapshotEntry", "Usage", "default_url", "is_unavailable",
+           "to_epoch"]

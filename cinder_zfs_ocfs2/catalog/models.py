@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy import orm
 from sqlalchemy.dialects import mysql
 
+SCOPES_TABLE = "zfs_catalog_scopes"
 SNAPSHOTS_TABLE = "zfs_snapshots"
 EDGES_TABLE = "zfs_clone_edges"
 VERSION_TABLE = "zfs_catalog_alembic_version"
@@ -33,6 +34,11 @@ STATES = (CREATING, AVAILABLE, HIDDEN, DELETING, MISSING)
 
 NAME_LEN = 255  # ZFS_MAX_DATASET_NAME_LEN - 1
 UUID_LEN = 36
+SECTION_LEN = 128
+NODE_LEN = 255
+# The scope of rows written by a catalog opened without an identity (tests, ad-hoc tools) and
+# of rows from before identities existed; a backend's first bind adopts those under its root.
+UNSCOPED = ("", "", "")
 
 
 class UnsignedBigInteger(sa.types.TypeDecorator):
@@ -60,13 +66,39 @@ class UnsignedBigInteger(sa.types.TypeDecorator):
 
 
 def name_type() -> sa.types.TypeEngine:
-    """ZFS names are case-sensitive: MySQL/MariaDB's default collations are not."""
+    """ZFS names compare bytewise everywhere, so a name range seeks the index.
+
+    MySQL/MariaDB's default collations ignore case; PostgreSQL's locale collations order
+    punctuation their own way: utf8mb4_bin and "C" make all three agree with Python's sort,
+    which reconciliation's merge of a sorted listing with rows ordered by name relies on.
+    """
     return sa.String(NAME_LEN).with_variant(
-        mysql.VARCHAR(NAME_LEN, charset="utf8mb4", collation="utf8mb4_bin"), "mysql", "mariadb")
+        mysql.VARCHAR(NAME_LEN, charset="utf8mb4", collation="utf8mb4_bin"), "mysql", "mariadb"
+    ).with_variant(sa.String(NAME_LEN, collation="C"), "postgresql")
 
 
 class Base(orm.DeclarativeBase):
     pass
+
+
+class ScopeRow(Base):
+    """Whose rows these are: one backend (config section) on one storage node, one root.
+
+    Two nodes may both use ``tank/cinder`` and two backends one database: every snapshot and
+    edge row carries its scope, and reconciliation only ever touches its own scope's rows.
+    """
+
+    __tablename__ = SCOPES_TABLE
+
+    id: orm.Mapped[int] = orm.mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    backend_section: orm.Mapped[str] = orm.mapped_column(sa.String(SECTION_LEN), nullable=False)
+    node: orm.Mapped[str] = orm.mapped_column(sa.String(NODE_LEN), nullable=False)
+    root: orm.Mapped[str] = orm.mapped_column(name_type(), nullable=False)
+    created_at: orm.Mapped[float] = orm.mapped_column(sa.Double, nullable=False)
+
+    __table_args__ = (
+        sa.UniqueConstraint("backend_section", "node", "root", name="uq_zfs_catalog_scopes"),
+    )
 
 
 class SnapshotRow(Base):
@@ -75,6 +107,9 @@ class SnapshotRow(Base):
     __tablename__ = SNAPSHOTS_TABLE
 
     id: orm.Mapped[int] = orm.mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    scope_id: orm.Mapped[int] = orm.mapped_column(
+        sa.Integer, sa.ForeignKey(f"{SCOPES_TABLE}.id", name="fk_zfs_snapshots_scope"),
+        nullable=False)
     zfs_name: orm.Mapped[str] = orm.mapped_column(name_type(), nullable=False)
     dataset: orm.Mapped[str] = orm.mapped_column(name_type(), nullable=False)
     # NULL while 'creating': the pool has not told us yet.
@@ -96,7 +131,9 @@ class SnapshotRow(Base):
     updated_at: orm.Mapped[float] = orm.mapped_column(sa.Double, nullable=False)
 
     __table_args__ = (
-        sa.UniqueConstraint("zfs_name", name="uq_zfs_snapshots_zfs_name"),
+        # Names are unique per scope: two nodes may hold the same names. Reconciliation pages
+        # through a scope in name order on this index.
+        sa.UniqueConstraint("scope_id", "zfs_name", name="uq_zfs_snapshots_scope_name"),
         sa.CheckConstraint("kind IN ('cinder', 'clone-temp', 'out-of-band')",
                            name="ck_zfs_snapshots_kind"),
         sa.CheckConstraint(
@@ -108,8 +145,8 @@ class SnapshotRow(Base):
         # Admin time-range queries across tenants.
         sa.Index("ix_zfs_snapshots_creation", "creation", "id"),
         # Per-backend totals (driver stats) without a table scan.
-        sa.Index("ix_zfs_snapshots_backend_state", "backend", "state"),
-        sa.Index("ix_zfs_snapshots_dataset", "dataset"),
+        sa.Index("ix_zfs_snapshots_scope_state", "scope_id", "state"),
+        sa.Index("ix_zfs_snapshots_scope_dataset", "scope_id", "dataset"),
     )
 
 
@@ -119,14 +156,17 @@ class CloneEdge(Base):
     __tablename__ = EDGES_TABLE
 
     id: orm.Mapped[int] = orm.mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    scope_id: orm.Mapped[int] = orm.mapped_column(
+        sa.Integer, sa.ForeignKey(f"{SCOPES_TABLE}.id", name="fk_zfs_clone_edges_scope"),
+        nullable=False)
     origin_name: orm.Mapped[str] = orm.mapped_column(name_type(), nullable=False)
     origin_guid: orm.Mapped[int | None] = orm.mapped_column(UnsignedBigInteger, nullable=True)
     dependent: orm.Mapped[str] = orm.mapped_column(name_type(), nullable=False)
     updated_at: orm.Mapped[float] = orm.mapped_column(sa.Double, nullable=False)
 
     __table_args__ = (
-        sa.UniqueConstraint("dependent", name="uq_zfs_clone_edges_dependent"),
-        sa.Index("ix_zfs_clone_edges_origin_name", "origin_name"),
+        sa.UniqueConstraint("scope_id", "dependent", name="uq_zfs_clone_edges_scope_dependent"),
+        sa.Index("ix_zfs_clone_edges_scope_origin", "scope_id", "origin_name"),
         sa.Index("ix_zfs_clone_edges_origin_guid", "origin_guid"),
     )
 
@@ -135,5 +175,6 @@ class CloneEdge(Base):
 sa.Index("ix_zfs_snapshots_project_creation", SnapshotRow.project_id, SnapshotRow.creation.desc(),
          SnapshotRow.id.desc())
 
+scopes = ScopeRow.__table__
 snapshots = SnapshotRow.__table__
 edges = CloneEdge.__table__

@@ -23,7 +23,7 @@ Pure functions over plain rows: nothing here touches a database or the pool.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
 from cinder_zfs_ocfs2.catalog import derive, models
 from cinder_zfs_ocfs2.zfs.types import Snapshot
@@ -125,105 +125,172 @@ def _changed(row: Mapping, values: dict) -> list[str]:
     return [k for k in COMPARED if row[k] != values[k]]
 
 
+def sorted_listing(snapshots: Iterable[Snapshot], root: str,
+                   report: ReconcileReport) -> list[Snapshot]:
+    """The listing's entries under ``root`` in name order (the order rows are read in)."""
+    inside = []
+    for record in snapshots:
+        if derive.in_root(record.name, root):
+            inside.append(record)
+        else:
+            report.ignored += 1
+    inside.sort(key=lambda r: r.name)
+    report.listed = len(inside)
+    return inside
+
+
+class Differ:
+    """The diff of a name-ordered listing against name-ordered rows, in bounded memory.
+
+    ``merge`` walks both in step and yields plans of at most ``batch`` updates of rows that
+    are on both sides; what is on one side only (churn, not the pool's size) is kept until
+    ``finish``, where a guid seen on both sides makes a rename. Nothing else is kept: a
+    million unchanged rows cost one comparison each and no memory.
+    """
+
+    def __init__(self, root: str | None, *, now: float, listed_at: float, stale_after: float,
+                 backend: str | None = None, batch: int = 2000,
+                 report: ReconcileReport | None = None):
+        self.root = root.strip("/") if root else None  # None: ids from the path's shape
+        self.now, self.listed_at, self.stale_after = now, listed_at, stale_after
+        self.backend = backend
+        self.batch = batch
+        self.report = report or ReconcileReport(root=self.root or "", dry_run=True)
+        self._added: list[dict] = []      # listed, no row of that name
+        self._gone: list[Mapping] = []    # rows whose name the listing lacks
+        self._want_edges: dict[str, tuple[str, int | None]] = {}
+
+    def _newer(self, row: Mapping) -> bool:
+        return row["updated_at"] >= self.listed_at
+
+    def merge(self, listing: Iterable[Snapshot], rows: Iterable[Mapping]) -> Iterator[Plan]:
+        """Both inputs in ascending name order; yields plans of updates as they fill."""
+        out = Plan()
+        records, rows = iter(listing), iter(rows)
+        record, row = next(records, None), next(rows, None)
+        while record is not None or row is not None:
+            if row is None or (record is not None and record.name < row["zfs_name"]):
+                self._added.append(self._describe(record))
+                record = next(records, None)
+            elif record is None or row["zfs_name"] < record.name:
+                self._gone.append(row)
+                self.report.catalog_rows += 1
+                row = next(rows, None)
+            else:
+                self._compare(self._describe(record), row, out)
+                self.report.catalog_rows += 1
+                record, row = next(records, None), next(rows, None)
+                if len(out.updates) >= self.batch:
+                    yield out
+                    out = Plan()
+        if out:
+            yield out
+
+    def _describe(self, record: Snapshot) -> dict:
+        desc = derive.describe(record, self.root)
+        for dependent in record.clones:
+            self._want_edges[dependent] = (record.name, desc["guid"])
+        return desc
+
+    def _compare(self, desc: dict, row: Mapping, out: Plan) -> None:
+        report = self.report
+        if self._newer(row):
+            report.pending += 1
+            return
+        state = target_state(row["state"], desc["hidden"], self.now - row["updated_at"],
+                             self.stale_after)
+        values = merged(desc, row, state, self.backend)
+        changed = _changed(row, values)
+        if changed:
+            values.update(zfs_name=desc["zfs_name"], _id=row["id"], _seen=row["updated_at"],
+                          updated_at=self.now)
+            out.updates.append(values)
+            report.updated += 1
+            report.drift.append(Drift("changed", desc["zfs_name"], ", ".join(
+                f"{k}: {row[k]!r} -> {values[k]!r}" for k in changed)))
+
+    def finish(self, edges: Iterable[Mapping]) -> Plan:
+        """Renames, inserts, deletes and stale intents; then the clone edges."""
+        report, now, out = self.report, self.now, Plan()
+        # Rows whose name left the listing, by guid: a snapshot seen under a new name is a
+        # rename (a promote or a volume rename moved it).
+        by_guid = {r["guid"]: r for r in self._gone
+                   if r["guid"] is not None and not self._newer(r)}
+        renamed_from: set[str] = set()
+        for desc in self._added:
+            name = desc["zfs_name"]
+            old = by_guid.pop(desc["guid"], None) if desc["guid"] is not None else None
+            if old is not None:
+                renamed_from.add(old["zfs_name"])
+                state = target_state(old["state"], desc["hidden"], now - old["updated_at"],
+                                     self.stale_after)
+                values = merged(desc, old, state, self.backend)
+                values.update(zfs_name=name, _id=old["id"], _seen=old["updated_at"],
+                              _renamed=True, updated_at=now)
+                out.updates.append(values)
+                report.renamed += 1
+                report.drift.append(Drift("renamed", name, f"was {old['zfs_name']}"))
+                continue
+            state = models.HIDDEN if desc["hidden"] else models.AVAILABLE
+            values = merged(desc, None, state, self.backend)
+            values.update(zfs_name=name, updated_at=now)
+            out.inserts.append(values)
+            report.added += 1
+            report.drift.append(Drift("added", name, desc["kind"]))
+
+        for row in self._gone:
+            name = row["zfs_name"]
+            if name in renamed_from:
+                continue
+            if self._newer(row):
+                report.pending += 1
+            elif row["state"] == models.CREATING:
+                if now - row["updated_at"] < self.stale_after:
+                    report.pending += 1
+                else:
+                    values = {k: row[k] for k in COMPARED}
+                    values.update(state=models.MISSING, zfs_name=name, _id=row["id"],
+                                  _seen=row["updated_at"], updated_at=now)
+                    out.updates.append(values)
+                    report.marked_missing += 1
+                    report.drift.append(Drift("missing", name, "intent never reached the pool"))
+            elif row["state"] == models.MISSING:
+                report.missing += 1
+            else:
+                out.deletes.append({"_id": row["id"], "_seen": row["updated_at"]})
+                report.removed += 1
+                report.drift.append(Drift("removed", name, row["state"]))
+
+        _plan_edges(self._want_edges, edges, out, report, now=now, listed_at=self.listed_at)
+        return out
+
+
 def plan(snapshots: Iterable[Snapshot], root: str, rows: Iterable[Mapping],
          edges: Iterable[Mapping], *, now: float, listed_at: float, stale_after: float,
          backend: str | None = None) -> tuple[Plan, ReconcileReport]:
-    """The writes that make ``rows``/``edges`` (the catalog in scope) match ``snapshots``.
+    """The writes that make ``rows``/``edges`` (the catalog in scope) match ``snapshots``,
+    as one plan (the streaming form is Differ; Catalog.reconcile uses that).
 
     ``rows`` need the columns of COMPARED plus id, zfs_name, updated_at; ``edges`` need id,
     origin_name, origin_guid, dependent, updated_at.
     """
     root = root.strip("/")
     report = ReconcileReport(root=root, dry_run=True)
+    differ = Differ(root, now=now, listed_at=listed_at, stale_after=stale_after,
+                    backend=backend, batch=1 << 62, report=report)
+    listing = sorted_listing(snapshots, root, report)
     out = Plan()
-
-    desired: dict[str, dict] = {}
-    for record in snapshots:
-        if not derive.in_root(record.name, root):
-            report.ignored += 1
-            continue
-        desired[record.name] = derive.describe(record, root)
-        desired[record.name]["clones"] = tuple(record.clones)
-    report.listed = len(desired)
-
-    existing = {r["zfs_name"]: r for r in rows}
-    report.catalog_rows = len(existing)
-
-    def newer(row: Mapping) -> bool:
-        return row["updated_at"] >= listed_at
-
-    # Rows whose name left the listing, by guid: a snapshot seen under a new name is a rename.
-    by_guid = {r["guid"]: r for name, r in existing.items()
-               if name not in desired and r["guid"] is not None and not newer(r)}
-    renamed_from: set[str] = set()
-
-    for name, desc in desired.items():
-        row = existing.get(name)
-        if row is None:
-            old = by_guid.pop(desc["guid"], None) if desc["guid"] is not None else None
-            if old is not None:
-                renamed_from.add(old["zfs_name"])
-                state = target_state(old["state"], desc["hidden"], now - old["updated_at"],
-                                     stale_after)
-                values = merged(desc, old, state, backend)
-                values.update(zfs_name=name, _id=old["id"], _seen=old["updated_at"],
-                              updated_at=now)
-                out.updates.append(values)
-                report.renamed += 1
-                report.drift.append(Drift("renamed", name, f"was {old['zfs_name']}"))
-                continue
-            state = models.HIDDEN if desc["hidden"] else models.AVAILABLE
-            values = merged(desc, None, state, backend)
-            values.update(zfs_name=name, updated_at=now)
-            out.inserts.append(values)
-            report.added += 1
-            report.drift.append(Drift("added", name, desc["kind"]))
-            continue
-        if newer(row):
-            report.pending += 1
-            continue
-        state = target_state(row["state"], desc["hidden"], now - row["updated_at"], stale_after)
-        values = merged(desc, row, state, backend)
-        changed = _changed(row, values)
-        if changed:
-            values.update(zfs_name=name, _id=row["id"], _seen=row["updated_at"], updated_at=now)
-            out.updates.append(values)
-            report.updated += 1
-            report.drift.append(Drift("changed", name, ", ".join(
-                f"{k}: {row[k]!r} -> {values[k]!r}" for k in changed)))
-
-    for name, row in existing.items():
-        if name in desired or name in renamed_from:
-            continue
-        if newer(row):
-            report.pending += 1
-        elif row["state"] == models.CREATING:
-            if now - row["updated_at"] < stale_after:
-                report.pending += 1
-            else:
-                values = {k: row[k] for k in COMPARED}
-                values.update(state=models.MISSING, zfs_name=name, _id=row["id"],
-                              _seen=row["updated_at"], updated_at=now)
-                out.updates.append(values)
-                report.marked_missing += 1
-                report.drift.append(Drift("missing", name, "intent never reached the pool"))
-        elif row["state"] == models.MISSING:
-            report.missing += 1
-        else:
-            out.deletes.append({"_id": row["id"], "_seen": row["updated_at"]})
-            report.removed += 1
-            report.drift.append(Drift("removed", name, row["state"]))
-
-    _plan_edges(desired, edges, out, report, now=now, listed_at=listed_at)
+    for part in differ.merge(listing, sorted(rows, key=lambda r: r["zfs_name"])):
+        out.updates.extend(part.updates)
+    rest = differ.finish(edges)
+    for field in dataclasses.fields(Plan):
+        getattr(out, field.name).extend(getattr(rest, field.name))
     return out, report
 
 
-def _plan_edges(desired: dict[str, dict], edges: Iterable[Mapping], out: Plan,
+def _plan_edges(want: dict[str, tuple[str, int | None]], edges: Iterable[Mapping], out: Plan,
                 report: ReconcileReport, *, now: float, listed_at: float) -> None:
-    want: dict[str, tuple[str, int | None]] = {}
-    for name, desc in desired.items():
-        for dependent in desc["clones"]:
-            want[dependent] = (name, desc["guid"])
+    """``want``: dependent dataset -> (origin snapshot, its guid), from the listing."""
     have = {e["dependent"]: e for e in edges}
     for dependent, (origin, guid) in want.items():
         edge = have.get(dependent)

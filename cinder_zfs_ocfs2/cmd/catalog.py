@@ -4,9 +4,11 @@ Subcommands: search, nearest, dependents, report, reconcile, verify.
 
 Reads cinder.conf like cinder-manage (--config-file, default /etc/cinder/cinder.conf); the
 backend section (--backend, or the only one in enabled_backends) gives zfs_catalog_connection
-and zfs_root_dataset. --connection URL overrides the catalog's location. Tables for people,
---json for scripts. Exit codes: 0 ok, 1 negative answer (verify found drift, nearest found
-nothing), 2 usage or configuration error.
+and zfs_root_dataset. --connection URL overrides the catalog's location. With a backend the
+CLI sees exactly the driver's rows: the scope (section, storage node, root) the driver writes;
+without one, every scope in the database. Tables for people, --json for scripts. Exit codes:
+0 ok, 1 negative answer (verify found drift, nearest found nothing), 2 usage or configuration
+error, 3 the catalog database cannot be reached.
 """
 
 from __future__ import annotations
@@ -24,7 +26,15 @@ from oslo_config import cfg
 from oslo_log import log as logging
 
 from cinder_zfs_ocfs2 import options
-from cinder_zfs_ocfs2.catalog import Catalog, SnapshotEntry, Usage, default_url, to_epoch
+from cinder_zfs_ocfs2.catalog import (
+    Catalog,
+    CatalogUnavailable,
+    SnapshotEntry,
+    Usage,
+    default_url,
+    to_epoch,
+)
+from cinder_zfs_ocfs2.catalog.identity import backend_identity
 
 LOG = logging.getLogger(__name__)
 DEFAULT_CONFIG = "/etc/cinder/cinder.conf"
@@ -72,6 +82,14 @@ def catalog_url(conf: cfg.ConfigOpts, backend: str | None, connection: str | Non
     options.register(conf, group=backend)
     group = conf[backend] if backend else conf
     return group.zfs_catalog_connection or default_url(conf.state_path, backend)
+
+
+def catalog_identity(conf: cfg.ConfigOpts, backend: str | None):
+    """The driver's scope for ``backend`` (None: no backend, every scope)."""
+    if not backend:
+        return None
+    options.register(conf, group=backend)
+    return backend_identity(backend, conf[backend])
 
 
 def _pool_client(conf: cfg.ConfigOpts, backend: str):
@@ -326,8 +344,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         conf = load_config(args.config_files)
         backend = backend_section(conf, args.backend)
         url = catalog_url(conf, backend, args.connection)
-        with Catalog.from_url(url) as catalog:
+        with Catalog.from_url(url, identity=catalog_identity(conf, backend)) as catalog:
             return args.func(catalog, args, conf, backend)
+    except CatalogUnavailable as exc:
+        sys.stderr.write(f"{PROG}: {exc}\n")
+        return 3
     except UsageError as exc:
         sys.stderr.write(f"{PROG}: {exc}\n")
         return 2

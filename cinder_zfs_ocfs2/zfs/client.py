@@ -182,6 +182,13 @@ class ZFSClient:
         return [parse_snapshot(r) for r in self.list_rows(list(names), ["snapshot"],
                                                           SNAPSHOT_PROPS, depth=0)]
 
+    def get_volumes(self, names: list[str]) -> list[Volume]:
+        """Several named zvols in one listing (those that exist)."""
+        if not names:
+            return []
+        return [parse_volume(r) for r in self.list_rows(list(names), ["volume"], VOLUME_PROPS,
+                                                        depth=0)]
+
     def get_volume(self, name: str) -> Volume:
         rows = self.list_rows(name, ["volume"], VOLUME_PROPS, depth=0)
         if not rows:

@@ -213,6 +213,40 @@ def attach(drv, node, volume):
     return info["data"], connector
 
 
+class BackgroundJob:
+    """A shell script running in the background on the node, in a session of its own.
+
+    setsid makes the shell a process-group leader, so stop() ends its children too (a `head` or
+    `dd` still writing), and waits until none is left: nothing it started outlives the test."""
+
+    def __init__(self, node, script: str):
+        self.node = node
+        self.pidfile = f"/run/ft-job-{secrets.token_hex(4)}.pid"
+        node.run(f"setsid sh -c {shlex.quote(script)} </dev/null >/dev/null 2>&1 & "
+                 f"echo $! > {self.pidfile}")
+
+    def _until_gone(self, seconds: float) -> str:
+        return (f"for i in $(seq {int(seconds * 10)}); do kill -0 -$p 2>/dev/null || break; "
+                "sleep 0.1; done")
+
+    def wait(self, timeout: float = 120) -> None:
+        """Wait for the script to end by itself (raises if it is still running after timeout)."""
+        self.node.run(f"p=$(cat {self.pidfile}) || exit 0; {self._until_gone(timeout)}; "
+                      f"! kill -0 -$p 2>/dev/null && rm -f {self.pidfile}",
+                      timeout=timeout + 60)
+
+    def stop(self) -> None:
+        self.node.run(f"p=$(cat {self.pidfile}) || exit 0; kill -TERM -$p 2>/dev/null; "
+                      f"{self._until_gone(10)}; kill -KILL -$p 2>/dev/null; "
+                      f"{self._until_gone(10)}; rm -f {self.pidfile}; ! kill -0 -$p 2>/dev/null")
+
+    def __enter__(self) -> BackgroundJob:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
 class GuestMount:
     """An exported volume, logged in from the guest's initiator and mounted there (the guest
     plays the compute host). Use it as a context manager, or call close() in a finally.
@@ -229,7 +263,7 @@ class GuestMount:
 
     def __init__(self, node, drv, volume, mountpoint: str, fstype: str = "ocfs2"):
         self.node, self.drv, self.volume, self.mountpoint = node, drv, volume, mountpoint
-        self.writers: list[str] = []
+        self.writers: list[BackgroundJob] = []
         self.disk: str | None = None
         self.mounted = False
         self.data, self.connector = attach(drv, node, volume)
@@ -248,24 +282,15 @@ class GuestMount:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def start_writer(self, script: str) -> None:
-        """Run `script` (sh) in the background in a session of its own; close() stops it."""
-        pidfile = f"/run/ft-writer-{secrets.token_hex(4)}.pid"
-        # setsid makes the shell a process-group leader: stopping the group stops its children
-        # (a `head` still writing a file) too, so nothing keeps the mount busy.
-        self.node.run(f"setsid sh -c {shlex.quote(script)} </dev/null >/dev/null 2>&1 & "
-                      f"echo $! > {pidfile}")
-        self.writers.append(pidfile)
+    def start_writer(self, script: str) -> BackgroundJob:
+        """Run `script` (sh) in the background; close() stops it before it unmounts."""
+        job = BackgroundJob(self.node, script)
+        self.writers.append(job)
+        return job
 
     def stop_writers(self) -> None:
         while self.writers:
-            pidfile = self.writers.pop()
-            self.node.run(
-                f"p=$(cat {pidfile}) || exit 0; kill -TERM -$p 2>/dev/null; "
-                "for i in $(seq 100); do kill -0 -$p 2>/dev/null || break; sleep 0.1; done; "
-                "kill -KILL -$p 2>/dev/null; "
-                "for i in $(seq 100); do kill -0 -$p 2>/dev/null || break; sleep 0.1; done; "
-                f"rm -f {pidfile}; ! kill -0 -$p 2>/dev/null")
+            self.writers.pop().stop()
 
     def unmount(self) -> None:
         mp = shlex.quote(self.mountpoint)

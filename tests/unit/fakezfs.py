@@ -593,7 +593,13 @@ class FakeZFS:
             raise errors.InvalidArgument(f"'{prop}' property cannot be inherited")
         obj.local.pop(prop, None)
 
-    def list(self, name: str, types: list, properties: list, depth: int | None = None) -> list:
+    def list(self, name, types: list, properties: list, depth: int | None = None) -> list:
+        if isinstance(name, list):  # several names in one command, as the agent allows
+            rows = []
+            for one in _check_list(name, "name"):
+                if self.exists(one):
+                    rows.extend(self.list(one, types, properties, depth))
+            return rows
         self._check(name, allow_root=True)
         kinds = _check_list(types, "types")
         if not set(kinds) <= {"filesystem", "volume", "snapshot"}:

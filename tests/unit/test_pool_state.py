@@ -76,5 +76,6 @@ def test_start_up_drops_the_temp_snapshot_of_a_clone_cut_short(make_driver, cras
     with pytest.raises(exception.VolumeBackendAPIException):
         drv.create_cloned_volume(clone, vol)
     assert drv.zfs.exists(f"{zvol(vol)}@clone-{clone.id}")
-    make_driver(fake)  # restarted
+    restarted, _ = make_driver(fake)
+    assert restarted.ops.index.wait_for_reconcile()  # the sweep runs before that pass
     assert fake.tree(zvol(vol)) == [zvol(vol), f"{zvol(vol)}@snapshot-{snap.id}"]

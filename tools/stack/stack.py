@@ -17,6 +17,9 @@ ${CZO_CACHE_DIR:-${XDG_CACHE_HOME:-~/.cache}/cinder-zfs-ocfs2}/stack):
   cinder-*    cinder-api (keystonemiddleware), cinder-scheduler, cinder-volume from the project
               venv (.venv: cinder 29 + this package), backend [zfs] in ssh mode against the
               storage-node VM (tools/storage-node/node), the agent installed on it
+  catalog-api the snapshot catalog for tenants (cinder_zfs_ocfs2.api) under gunicorn from the
+              project venv, keystonemiddleware with its own service user, registered in
+              Keystone's catalog as service type zfs-catalog (`openstack volume snapshot history`)
   clouds.yaml clouds admin, alice (project-a, member), bob (project-b, member)
 
 Debian packages are installed with a temporary /usr/sbin/policy-rc.d that exits 101, so their
@@ -62,6 +65,7 @@ PORTS = {
     "keystone": int(os.environ.get("STACK_KEYSTONE_PORT", "5000")),
     "cinder-api": int(os.environ.get("STACK_CINDER_PORT", "8776")),
     "glance-api": int(os.environ.get("STACK_GLANCE_PORT", "9292")),
+    "catalog-api": int(os.environ.get("STACK_CATALOG_API_PORT", "8796")),
 }
 BACKEND = "zfs"
 CINDER_HOST = "stack"
@@ -82,6 +86,9 @@ KEYSTONE_VENV = STACK / "venv-keystone"
 GLANCE_DIR = STACK / "glance"
 GLANCE_CONF = GLANCE_DIR / "glance-api.conf"  # the name glance.wsgi.api looks for
 GLANCE_VENV = STACK / "venv-glance"
+CATALOG_API_DIR = STACK / "catalog-api"
+CATALOG_API_CONF = CATALOG_API_DIR / "cinder-zfs-catalog-api.conf"
+CATALOG_API_SERVICE_TYPE = "zfs-catalog"  # cinder_zfs_ocfs2.osc.client.SERVICE_TYPE
 TEST_IMAGE_STATE = STACK / "test-image.json"  # the test image's id (tools/tempest reads it)
 MY_CNF = STACK / "mariadb" / "my.cnf"
 MY_SOCK = STACK / "mariadb" / "mysqld.sock"
@@ -156,7 +163,7 @@ def write_if_changed(path: Path, text: str, mode: int = 0o600) -> bool:
 
 
 SECRET_KEYS = ("admin", "alice", "bob", "cinder_service", "db_keystone", "db_cinder",
-               "glance_service", "db_glance")
+               "glance_service", "db_glance", "catalog_api_service", "catalog_api_marker_key")
 
 
 def secrets_get() -> dict:
@@ -264,7 +271,8 @@ def port_open(port: int, host: str = HOST) -> bool:
 
 ENV_OF_PORT = {"epmd": "STACK_EPMD_PORT", "rabbitmq": "STACK_RABBIT_PORT",
                "mariadb": "STACK_MARIADB_PORT", "keystone": "STACK_KEYSTONE_PORT",
-               "cinder-api": "STACK_CINDER_PORT", "glance-api": "STACK_GLANCE_PORT"}
+               "cinder-api": "STACK_CINDER_PORT", "glance-api": "STACK_GLANCE_PORT",
+               "catalog-api": "STACK_CATALOG_API_PORT"}
 
 
 def port_free_for(name: str) -> None:
@@ -608,7 +616,8 @@ def _keystone_resources(sec: dict) -> None:
 
         member, admin, service_role = role("member"), role("admin"), role("service")
         service_p = project("service")
-        for name, pw in (("cinder", sec["cinder_service"]), ("glance", sec["glance_service"])):
+        for name, pw in (("cinder", sec["cinder_service"]), ("glance", sec["glance_service"]),
+                         ("zfs-catalog", sec["catalog_api_service"])):
             u = user(name, pw, service_p)
             for r in (admin, service_role):
                 idn.assign_project_role_to_user(service_p, u, r)
@@ -619,7 +628,9 @@ def _keystone_resources(sec: dict) -> None:
         for name, stype, desc, url in (
                 ("cinderv3", "block-storage", "Cinder Volume Service",
                  f"http://{HOST}:{PORTS['cinder-api']}/v3"),
-                ("glance", "image", "Glance Image Service", glance_url())):
+                ("glance", "image", "Glance Image Service", glance_url()),
+                ("zfs-catalog", CATALOG_API_SERVICE_TYPE, "ZFS snapshot catalog",
+                 catalog_api_url() + "/v1")):
             svc = idn.find_service(name)
             if svc is None:
                 svc = idn.create_service(name=name, type=stype, description=desc)
@@ -988,6 +999,52 @@ def write_clouds(sec: dict) -> None:
     write_if_changed(CLOUDS, "\n".join(lines) + "\n")
 
 
+# ------------------------------------------------------------------ the catalog API
+def catalog_api_url() -> str:
+    return f"http://{HOST}:{PORTS['catalog-api']}"
+
+
+def catalog_api_ok() -> bool:
+    return http_ok(catalog_api_url() + "/")
+
+
+def catalog_api_conf(sec: dict) -> str:
+    """The catalog API reads the backend's embedded catalog (cinder-volume owns the schema)."""
+    catalog = STACK / "cinder" / "state" / f"zfs_catalog-{BACKEND}.sqlite"
+    return f"""[DEFAULT]
+log_file = {LOG / 'catalog-api.log'}
+debug = false
+
+[catalog_api]
+catalog_connection = sqlite:///{catalog}
+marker_key = {sec['catalog_api_marker_key']}
+
+[keystone_authtoken]
+www_authenticate_uri = {keystone_url()}
+{service_credentials('zfs-catalog', sec['catalog_api_service'])}
+service_token_roles_required = true
+
+[oslo_policy]
+enforce_new_defaults = true
+enforce_scope = true
+"""
+
+
+def catalog_api_up(sec: dict) -> None:
+    """gunicorn from the project venv serving cinder_zfs_ocfs2.api.wsgi on PORTS['catalog-api'];
+    restarted when its configuration or the package's code changed."""
+    CATALOG_API_DIR.mkdir(parents=True, exist_ok=True)
+    changed = write_if_changed(CATALOG_API_CONF, catalog_api_conf(sec))
+    code, code_file = code_digest(), RUN / "catalog-api.code"
+    changed |= not code_file.exists() or code_file.read_text() != code
+    # The checkout's package first: the venv's editable install may point at another one.
+    gunicorn_up("catalog-api", VENV, "cinder_zfs_ocfs2.api.wsgi:application",
+                ["--workers", "2", "--timeout", "60", "--pythonpath", REPO],
+                {"CINDER_ZFS_CATALOG_API_CONFIG_FILES": str(CATALOG_API_CONF)},
+                catalog_api_ok, changed)
+    code_file.write_text(code)
+
+
 # ------------------------------------------------------------------ commands
 def up(args) -> int:
     with lock():
@@ -1007,6 +1064,7 @@ def up(args) -> int:
             glance_up(sec)
             cinder_up(sec, node.port)
             volume_types(sec)
+            catalog_api_up(sec)
             image = test_image(sec)
         finally:
             node.close()
@@ -1017,8 +1075,8 @@ def up(args) -> int:
     return 0
 
 
-SERVICES = ["cinder-api", "cinder-volume", "cinder-scheduler", "glance-api", "keystone",
-            "rabbitmq", "epmd", "mariadb"]
+SERVICES = ["catalog-api", "cinder-api", "cinder-volume", "cinder-scheduler", "glance-api",
+            "keystone", "rabbitmq", "epmd", "mariadb"]
 
 
 def down(args) -> int:
@@ -1079,6 +1137,7 @@ def health() -> dict:
     except OSError:
         res["cinder-api"]["ok"] = False
     res["glance-api"]["ok"] = bool(res["glance-api"]["pid"]) and glance_ok()
+    res["catalog-api"]["ok"] = bool(res["catalog-api"]["pid"]) and catalog_api_ok()
     for svc in ("cinder-scheduler", "cinder-volume"):
         res[svc]["ok"] = bool(res[svc]["pid"])
     res["storage-node"] = node_health()
@@ -1102,6 +1161,7 @@ def status(args) -> int:
         print(json.dumps({"ok": ok, "services": res, "stack_dir": str(STACK),
                           "clouds_yaml": str(CLOUDS), "cinder_conf": str(CINDER_CONF),
                           "glance_conf": str(GLANCE_CONF),
+                          "catalog_api_conf": str(CATALOG_API_CONF),
                           "test_image": str(TEST_IMAGE_STATE)}, indent=2))
     else:
         for name, v in res.items():

@@ -16,19 +16,25 @@ def test_migrations_run_from_empty(db_url, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert not os.path.exists("alembic.ini")
     with Catalog.from_url(db_url) as cat:
+        # Opening never connects: the first call creates the schema.
+        assert sa.inspect(cat.engine).get_table_names() == []
+        cat.ping()
         inspector = sa.inspect(cat.engine)
         tables = set(inspector.get_table_names())
-        assert {models.SNAPSHOTS_TABLE, models.EDGES_TABLE, models.VERSION_TABLE} <= tables
+        assert {models.SCOPES_TABLE, models.SNAPSHOTS_TABLE, models.EDGES_TABLE,
+                models.VERSION_TABLE} <= tables
         indexes = {i["name"] for i in inspector.get_indexes(models.SNAPSHOTS_TABLE)}
         assert {"ix_zfs_snapshots_project_creation", "ix_zfs_snapshots_volume_creation",
-                "ix_zfs_snapshots_guid", "ix_zfs_snapshots_creation"} <= indexes
+                "ix_zfs_snapshots_guid", "ix_zfs_snapshots_creation",
+                "ix_zfs_snapshots_scope_dataset", "ix_zfs_snapshots_scope_state"} <= indexes
         edge_indexes = {i["name"] for i in inspector.get_indexes(models.EDGES_TABLE)}
-        assert {"ix_zfs_clone_edges_origin_name", "ix_zfs_clone_edges_origin_guid"} <= edge_indexes
+        assert {"ix_zfs_clone_edges_scope_origin", "ix_zfs_clone_edges_origin_guid"} <= edge_indexes
         with cat.engine.connect() as conn:
             assert migrate.current_revision(conn) == migrate.head_revision()
 
 
 def test_models_match_migrations(catalog):
+    catalog.ping()
     with catalog.engine.connect() as conn:
         ctx = MigrationContext.configure(conn, opts={"compare_type": True,
                                                      "version_table": models.VERSION_TABLE})
@@ -45,6 +51,7 @@ def test_reopen_is_a_noop(db_url, clock):
 
 
 def test_downgrade_to_base_and_up_again(catalog):
+    catalog.ping()
     with catalog.engine.begin() as conn:
         migrate.downgrade(conn, "base")
     assert models.SNAPSHOTS_TABLE not in sa.inspect(catalog.engine).get_table_names()
@@ -53,6 +60,7 @@ def test_downgrade_to_base_and_up_again(catalog):
 
 
 def test_sqlite_pragmas(catalog):
+    catalog.ping()
     with catalog.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar().lower() == "wal"
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 1000
@@ -85,6 +93,7 @@ def test_offline_sql_renders(tmp_path, capsys):
 def test_sqlite_writers_take_the_lock_up_front(catalog):
     from sqlalchemy import event
 
+    catalog.ping()  # the schema and the scope row: the first call's own transactions
     begins = []
 
     @event.listens_for(catalog.engine, "before_cursor_execute")
