@@ -66,11 +66,15 @@ def off_the_hub(func: Callable, *args, **kwargs):
 
 
 class _Event:
-    __slots__ = ("what", "func", "args", "done", "result")
+    """One catalog update. `done`: nobody need wait any longer (applied, or kept for a database
+    that is down, or dropped); `applied`: the worker has run it."""
+
+    __slots__ = ("what", "func", "args", "done", "applied", "result")
 
     def __init__(self, what: str, func: Callable, args: tuple):
         self.what, self.func, self.args = what, func, args
         self.done = threading.Event()
+        self.applied = threading.Event()
         self.result = None
 
 
@@ -183,6 +187,7 @@ class CatalogSync:
             with self._events_cv:
                 if self._events and self._events[0] is event:
                     self._events.popleft()
+            event.applied.set()
             event.done.set()
 
     @staticmethod
@@ -222,7 +227,8 @@ class CatalogSync:
                  "%d kept updates", failures, kept)
 
     def flush(self, timeout: float = 30.0) -> bool:
-        """Wait until queued completions and events are applied (tests; shutdown)."""
+        """Wait until queued completions and events are applied (tests; shutdown); False when
+        they are not within `timeout` (kept for a database that is down, or dropped)."""
         deadline = time.monotonic() + timeout
         with self._idle:
             while self._queued or self._worker is not None:
@@ -237,10 +243,9 @@ class CatalogSync:
             if not self._events and self._event_worker is None:
                 return True
             self._enqueue(marker)
-        while not marker.done.wait(0.05):
-            if time.monotonic() > deadline or self.database_down:
-                return False
-        return True
+        # `applied`, not `done`: a database that failed for a moment (SQLite busy under a
+        # background reconcile) marks kept events done, and they are applied only on replay.
+        return marker.applied.wait(max(0.0, deadline - time.monotonic()))
 
     # -- events -----------------------------------------------------------------------------
 

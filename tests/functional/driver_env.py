@@ -91,8 +91,12 @@ class FakeCinderDB:
         return self.volumes[volume_id]
 
 
-def build_driver(node, agent_key, root: str, catalog_url: str, **overrides):
-    """A ZFSOCFS2Driver in ssh mode against the node, set up and checked as the manager does."""
+def build_driver(node, agent_key, root: str, catalog_url: str, section: str | None = None,
+                 **overrides):
+    """A ZFSOCFS2Driver in ssh mode against the node, set up and checked as the manager does.
+
+    `section`: its cinder.conf section (the catalog's scope is named after it: a CLI that
+    should see this driver's rows names the same section); a fresh one by default."""
     from cinder import context as cinder_context
     from cinder import objects
     from cinder.volume import configuration
@@ -103,7 +107,7 @@ def build_driver(node, agent_key, root: str, catalog_url: str, **overrides):
     from cinder_zfs_ocfs2 import options
 
     objects.register_all()
-    group = f"zfs_ft_{uuid.uuid4().hex[:8]}"
+    group = section or f"zfs_ft_{uuid.uuid4().hex[:8]}"
     conf = configuration.Configuration(cinder_driver.volume_opts, config_group=group)
     conf.append_config_values(cinder_driver.iser_opts)
     conf.append_config_values(options.ALL_OPTS)

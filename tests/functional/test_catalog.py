@@ -144,13 +144,13 @@ def volume_in_each_of_two_projects(drv):
 
 def test_drift_verify_reports_it_reconcile_fixes_it_pool_untouched(node, make_driver, cli,
                                                                    tmp_path):
-    drv = make_driver()
+    drv = make_driver(section=BACKEND)   # the CLI's section: the same catalog scope
     root = drv.ops.names.root
     pa, pb, va, vb = volume_in_each_of_two_projects(drv)
     snaps = [snapshot_obj(v) for v in (va, va, vb)]
     for s in snaps:
         drv.create_snapshot(s)
-    drv.ops.index.flush()   # rows are completed from the pool in the background; wait for it
+    assert drv.ops.index.flush(timeout=120)  # rows are completed from the pool in the background
 
     # Write-through alone keeps the catalog in step with what the driver did.
     code, report = cli.json("verify")
@@ -210,7 +210,7 @@ def test_drift_verify_reports_it_reconcile_fixes_it_pool_untouched(node, make_dr
 # -- answers equal the pool's ---------------------------------------------------------------
 
 def test_nearest_and_tenant_search_answer_what_the_pool_says(node, make_driver, cli):
-    drv = make_driver()
+    drv = make_driver(section=BACKEND)   # the CLI's section: the same catalog scope
     root = drv.ops.names.root
     pa, pb = project(), project()
     target, other, foreign = (volume_obj(project_id=pa), volume_obj(project_id=pa),
@@ -222,7 +222,7 @@ def test_nearest_and_tenant_search_answer_what_the_pool_says(node, make_driver, 
         drv.create_snapshot(snapshot_obj(target))
         drv.create_snapshot(snapshot_obj(other if i % 2 else foreign))
         time.sleep(1.1)
-    drv.ops.index.flush()
+    assert drv.ops.index.flush(timeout=120)
     node.run(f"zfs snapshot {zvol(drv, target)}@admin-{int(time.time())}")
     assert cli.run("reconcile").returncode == 0     # the admin's snapshot is a row too
 
@@ -269,12 +269,12 @@ def test_nearest_and_tenant_search_answer_what_the_pool_says(node, make_driver, 
 # -- tenant isolation through the CLI -------------------------------------------------------
 
 def test_cli_tenant_search_never_shows_another_tenants_rows(node, make_driver, cli):
-    drv = make_driver()
+    drv = make_driver(section=BACKEND)   # the CLI's section: the same catalog scope
     root = drv.ops.names.root
     pa, pb, va, vb = volume_in_each_of_two_projects(drv)
     for v in (va, vb, vb):
         drv.create_snapshot(snapshot_obj(v))
-    drv.ops.index.flush()
+    assert drv.ops.index.flush(timeout=120)
     node.run(f"zfs snapshot {zvol(drv, vb)}@oob-{int(time.time())}")   # B's, out-of-band
     assert cli.run("reconcile").returncode == 0
     b_names = {r["name"] for r in pool_snapshots(node, root) if r["project"] == pb}
@@ -335,7 +335,7 @@ def test_mariadb_two_drivers_share_one_catalog(node, dataset, agent_key, mariadb
     """Active-active: two cinder-volume hosts, one backend root, one MariaDB catalog."""
     url = mariadb.new_database("catalog_aa")
     root = f"{dataset}/cinder"
-    drivers = [build_driver(node, agent_key, root, url) for _ in range(2)]
+    drivers = [build_driver(node, agent_key, root, url, section=BACKEND) for _ in range(2)]
     try:
         p = project()
         vols = [volume_obj(project_id=p) for _ in range(2)]
@@ -345,7 +345,7 @@ def test_mariadb_two_drivers_share_one_catalog(node, dataset, agent_key, mariadb
             snaps[vol.id] = [snapshot_obj(vol), snapshot_obj(vol)]
             for snap in snaps[vol.id]:
                 drv.create_snapshot(snap)
-            drv.ops.index.flush()
+            assert drv.ops.index.flush(timeout=120)
         stats = drivers[0].get_volume_stats(refresh=True)
         assert stats["total_snapshots"] == 4
         cli = CLI(write_conf(tmp_path / "cinder.conf", node, agent_key, root, url), BACKEND)
