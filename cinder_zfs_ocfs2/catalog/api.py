@@ -673,13 +673,16 @@ class Catalog:
                     for p, c, u, r, w in conn.execute(stmt)]
 
     def count(self, *, backend: str | None = None,
-              states: Sequence[str] | None = None) -> int:
+              states: Sequence[str] | None = None,
+              kinds: Sequence[str] | None = None) -> int:
         """Snapshots in the catalog (driver stats: total_snapshots)."""
         stmt = sa.select(sa.func.count()).select_from(S)
         if backend is not None:
             stmt = stmt.where(S.c.backend == backend)
         if states:
             stmt = stmt.where(S.c.state.in_(list(states)))
+        if kinds:
+            stmt = stmt.where(S.c.kind.in_(list(kinds)))
         with self._read() as conn:
             return int(conn.execute(stmt).scalar())
 

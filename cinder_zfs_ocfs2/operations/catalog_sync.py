@@ -157,3 +157,12 @@ class CatalogSync:
     @_best_effort
     def count(self) -> int:
         return self.catalog.count(backend=self.backend)
+
+    @_best_effort
+    def count_cinder_snapshots(self) -> int:
+        """Snapshots Cinder knows (stats: total_snapshots): not the driver's internal ones,
+        not hidden (Cinder deleted them) nor missing (never made)."""
+        from cinder_zfs_ocfs2.catalog import models
+
+        return self.catalog.count(backend=self.backend, kinds=[models.KIND_CINDER],
+                                  states=[models.CREATING, models.AVAILABLE, models.DELETING])
