@@ -27,10 +27,10 @@ from cinder_zfs_ocfs2.operations import specs
 from cinder_zfs_ocfs2.operations.batching import SnapshotBatcher
 from cinder_zfs_ocfs2.operations.manage import ManageOperations
 from cinder_zfs_ocfs2.operations.manage import size_gb as manage_size_gb
-from cinder_zfs_ocfs2.operations.volumes import GiB, VolumeOperations, is_internal
+from cinder_zfs_ocfs2.operations.volumes import GiB, VolumeOperations
 from cinder_zfs_ocfs2.zfs import errors
 from cinder_zfs_ocfs2.zfs.client import ZFSClient
-from cinder_zfs_ocfs2.zfs.names import NameSpace, snapshot_id_of
+from cinder_zfs_ocfs2.zfs.names import NameSpace, is_internal, snapshot_id_of
 from cinder_zfs_ocfs2.zfs.types import PROP_VOLUME_ID
 
 LOG = logging.getLogger(__name__)
@@ -60,6 +60,18 @@ def cinder_errors(what: str, busy=None):
             data=f"{what}: storage node unreachable: {exc.message}") from exc
     except errors.ZFSError as exc:
         raise exception.VolumeBackendAPIException(data=f"{what}: {exc.message}") from exc
+
+
+@contextlib.contextmanager
+def manage_errors(existing_ref):
+    """A reference that names nothing manageable is ManageExistingInvalidReference (the manager
+    shows the reason to the user); anything else maps as in cinder_errors."""
+    with cinder_errors(f"manage {existing_ref}"):
+        try:
+            yield
+        except (errors.InvalidArgument, errors.NotFound) as exc:
+            raise exception.ManageExistingInvalidReference(
+                existing_ref=existing_ref, reason=exc.message) from exc
 
 
 @interface.volumedriver
@@ -139,6 +151,7 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
                          f"before starting this backend")
             self.ops.ensure_root(self.configuration.zfs_create_root_dataset)
             self.ops.repair()
+            self.ops.mark_legacy_clone_temps()
             reclaimed = self.ops.reclaim()
         self.ops.index.reconcile("start-up")
         LOG.info("ZFS backend %s ready: OpenZFS %s, root %s, pool %s %s, %d hidden volumes "
@@ -208,17 +221,20 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
         metadata.update(OCFS2Volumes.metadata(info))
         return {"metadata": metadata}
 
-    def _new_filesystem_identity(self, volume, source: str):
-        """A clone of an OCFS2 volume gets a new UUID before anyone can mount it."""
-        with cinder_errors(f"check filesystem of {source}"):
-            props = self.zfs.get_properties(source, [PROP_FILESYSTEM, PROP_STACK])
+    def _new_filesystem_identity(self, volume, filesystem):
+        """A clone of an OCFS2 volume gets a new UUID before anyone can mount it.
+
+        The clone carries its origin's identity markers (operations.volumes copies them to
+        every new dataset); ``filesystem`` is the new volume's type, validated beforehand."""
+        name = self._volume_name(volume)
+        with self._undo_on_failure(volume), \
+                cinder_errors(f"check filesystem of volume {volume.id}"):
+            props = self.zfs.get_properties(name, [PROP_FILESYSTEM, PROP_STACK])
         if props.get(PROP_FILESYSTEM) != "ocfs2":
             return None
-        filesystem = self._ocfs2_spec(volume)
         label = (filesystem.label if filesystem and filesystem.label
                  else f"vol-{volume.id[:8]}")
         stack = props.get(PROP_STACK) or self.configuration.ocfs2_default_cluster_stack
-        name = self._volume_name(volume)
         with self._undo_on_failure(volume), \
                 cinder_errors(f"new OCFS2 identity for volume {volume.id}"):
             info = self.ocfs2.new_identity(name, label, stack)
@@ -238,14 +254,16 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
 
     def create_volume_from_snapshot(self, volume, snapshot):
         spec = self._spec(volume)
+        filesystem = self._ocfs2_spec(volume)  # bad specs refused before the clone exists
         source = self._snapshot_name(snapshot)
         with cinder_errors(f"create volume {volume.id} from snapshot {snapshot.id}"):
             self.ops.create_volume_from_snapshot(source, volume.project_id, volume.name_id,
                                                  volume.size, spec)
-        return self._new_filesystem_identity(volume, source)
+        return self._new_filesystem_identity(volume, filesystem)
 
     def create_cloned_volume(self, volume, src_vref):
         spec = self._spec(volume)
+        filesystem = self._ocfs2_spec(volume)  # bad specs refused before the clone exists
         if self._is_image_cache_entry(volume) and spec.clone_mode == "linked":
             # Cinder caches an image by cloning the user's first volume from it: a linked
             # clone would pin that user's volume (hidden, not freed) for as long as the cache
@@ -255,7 +273,7 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
         with cinder_errors(f"clone volume {src_vref.id} into {volume.id}"):
             self.ops.create_cloned_volume(source, volume.project_id, volume.name_id,
                                           volume.size, spec)
-        return self._new_filesystem_identity(volume, source)
+        return self._new_filesystem_identity(volume, filesystem)
 
     def revert_to_snapshot(self, context, volume, snapshot):
         with cinder_errors(f"revert volume {volume.id} to snapshot {snapshot.id}"):
@@ -317,12 +335,12 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
     # -- manage / unmanage / transfer / retype / migration ------------------------------------
 
     def manage_existing_get_size(self, volume, existing_ref):
-        with cinder_errors(f"manage {existing_ref}"):
+        with manage_errors(existing_ref):
             return self.manage.volume_size(existing_ref)
 
     def manage_existing(self, volume, existing_ref):
         self._spec(volume)  # a bad volume type fails before anything is renamed
-        with cinder_errors(f"manage {existing_ref}"):
+        with manage_errors(existing_ref):
             self.manage.adopt_volume(existing_ref, volume.project_id, volume.name_id)
 
     def unmanage(self, volume):
@@ -330,11 +348,11 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
             self.manage.release_volume(self._volume_name(volume))
 
     def manage_existing_snapshot_get_size(self, snapshot, existing_ref):
-        with cinder_errors(f"manage snapshot {existing_ref}"):
+        with manage_errors(existing_ref):
             return self.manage.snapshot_size(self._volume_name(snapshot.volume), existing_ref)
 
     def manage_existing_snapshot(self, snapshot, existing_ref):
-        with cinder_errors(f"manage snapshot {existing_ref}"):
+        with manage_errors(existing_ref):
             self.manage.adopt_snapshot(self._volume_name(snapshot.volume), existing_ref,
                                        snapshot.id)
 
@@ -357,6 +375,8 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
             reason = None
             if cinder_id:
                 reason = "already managed"
+            elif self.manage.refusal(zvol):
+                reason = self.manage.refusal(zvol)
             elif zvol.name.rpartition("/")[2] in exported:
                 reason = "exported (in use)"
             entries.append({
@@ -376,7 +396,7 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
             snapshots = self.zfs.list_snapshots(self.ops.names.root)
         for snap in snapshots:
             volume = volumes.get(snap.dataset)
-            if volume is None or is_internal(snap):
+            if volume is None or is_internal(snap) or self.manage.snapshot_refusal(snap):
                 continue
             sid = snapshot_id_of(snap.name)
             cinder_id = sid if sid in managed else None
@@ -414,10 +434,22 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
                 volume_utils.extract_host(volume.host, "backend"):
             return False, None  # another backend: Cinder migrates
         old = self._spec(volume)
+        old_filesystem = self._ocfs2_spec(volume)
+        conf = self.configuration
+        new_specs = new_type.get("extra_specs") or {}
         with cinder_errors(f"retype volume {volume.id}"):
-            new = specs.volume_spec(new_type.get("extra_specs") or {}, self.ops.defaults)
+            new = specs.volume_spec(new_specs, self.ops.defaults)
+            new_filesystem = ocfs2_spec(new_specs, conf.ocfs2_default_slots,
+                                        conf.ocfs2_default_cluster_stack)
             if new.volblocksize != old.volblocksize:
                 return False, None  # fixed at creation: needs a migration (a new zvol)
+            if new_filesystem != old_filesystem:
+                # ocfs2:* say how a volume is formatted when it is made; a volume holding data
+                # is never reformatted or re-stacked in place.
+                LOG.info("Retype of volume %s changes its ocfs2: extra specs; not done in "
+                         "place (Cinder migrates it, if the retype's migration policy allows)",
+                         volume.id)
+                return False, None
             self.ops.apply_spec(self._volume_name(volume), old, new)
         return True, None
 
@@ -436,24 +468,36 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
         if kind != "ZFSOCFS2Driver" or node != self._node_id() or \
                 dest_root == self.ops.names.root or volume.status != "available":
             return False, None  # Cinder's generic (host-assisted) migration does it
+        # The copy belongs to the destination backend: its stats name it.
+        dest_backend = host["capabilities"].get("volume_backend_name") or \
+            volume_utils.extract_host(host["host"], "backend").partition("@")[2]
         with cinder_errors(f"migrate volume {volume.id} to {dest_root}"):
             dest = NameSpace(dest_root)
-            self.ops.copy_to_root(volume.project_id, volume.name_id, dest)
+            self.ops.copy_to_root(volume.project_id, volume.name_id, dest, dest_backend)
             self.ops.delete_volume(volume.project_id, volume.name_id)
         return True, None
 
     def update_migrated_volume(self, ctxt, volume, new_volume, original_volume_status):
-        # Take the original name back when it is free, so the dataset keeps matching the id.
-        original = self._volume_name(volume)
+        """Give the migrated dataset its original name back, as Cinder's LVM driver does: only
+        when the volume was 'available'. An in-use volume's export (IQN, LIO backstore path)
+        was built from the current name; renaming under it would leak the real target, keep
+        the zvol open (delete busy forever) and leave a stale path after a node reboot."""
+        keep = {"_name_id": new_volume.name_id,
+                "provider_location": new_volume.provider_location}
+        if original_volume_status != "available":
+            return keep
+        original = self.ops.names.volume(volume.project_id, volume.id)
         current = self._volume_name(new_volume)
         try:
             if self.zfs.exists(original):
-                return {"_name_id": new_volume.name_id}
+                LOG.info("Keeping migrated volume %s as %s: %s is still taken", volume.id,
+                         current, original)
+                return keep
             self.manage.rename_volume(current, original)
         except errors.ZFSError as exc:
             LOG.warning("Keeping migrated volume %s as %s: %s", volume.id, current, exc)
-            return {"_name_id": new_volume.name_id}
-        return {"_name_id": None}
+            return keep
+        return {"_name_id": None, "provider_location": None}
 
     # -- groups: consistent group snapshots are one ZFS call ---------------------------------
 
@@ -511,10 +555,11 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
             by_id = {v.id: v for v in source_vols}
             requests = [(self._volume_name(by_id[v.source_volid]), v.project_id, v.name_id,
                          v.size, self._spec(v)) for v in volumes]
+            filesystems = [self._ocfs2_spec(v) for v in volumes]  # all checked before any clone
             with cinder_errors(f"create group {group.id} from group {source_group.id}"):
                 self.ops.create_cloned_volumes(requests)
-            for volume, request in zip(volumes, requests, strict=True):
-                updates.append((volume, self._new_filesystem_identity(volume, request[0])))
+            for volume, filesystem in zip(volumes, filesystems, strict=True):
+                updates.append((volume, self._new_filesystem_identity(volume, filesystem)))
         return None, [{"id": v.id, **u} for v, u in updates if u]
 
     # -- export (Cinder's target helpers, as the LVM driver plugs them in) -----------------
@@ -581,32 +626,59 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
     # -- stats -----------------------------------------------------------------------------
 
     def _update_volume_stats(self):
+        """The backend's capabilities. A node that cannot be reached (or a pool that cannot be
+        read) is reported as backend_state 'down' with no free space, so the scheduler places
+        nothing here and the service stays up; the next report after the node answers again
+        is 'up' (the transport reconnects by itself)."""
         conf = self.configuration
-        with cinder_errors("capacity"):
-            capacity = self.ops.capacity()
-        interval = conf.zfs_catalog_reconcile_interval
-        if interval and time.monotonic() - self.ops.index.last_reconcile > interval:
-            self.ops.reclaim()
-            self.ops.index.reconcile("periodic")
-        self._stats = {
+        stats = {
             "volume_backend_name": self.backend_name,
             "vendor_name": self.VENDOR,
             "driver_version": self.VERSION,
             "storage_protocol": self.protocol,
-            "total_capacity_gb": round(capacity["total_bytes"] / GiB, 2),
-            "free_capacity_gb": round(capacity["free_bytes"] / GiB, 2),
-            "provisioned_capacity_gb": round(capacity["provisioned_bytes"] / GiB, 2),
             "reserved_percentage": conf.reserved_percentage,
             "max_over_subscription_ratio": conf.max_over_subscription_ratio,
             "thin_provisioning_support": True,
             "thick_provisioning_support": True,
             "multiattach": True,
             "online_extend_support": True,
-            "total_volumes": capacity["total_volumes"],
-            "total_snapshots": self.ops.index.count(),
             "location_info": f"ZFSOCFS2Driver:{self._node_id()}:{self.ops.names.root}",
             "sparse_copy_volume": True,
             "QoS_support": False,
             "consistent_group_snapshot_enabled": True,
+        }
+        try:
+            capacity = self.ops.capacity()
+        except errors.ZFSError as exc:
+            LOG.warning("Backend %s is down: cannot read the capacity of %s (%s). Check that "
+                        "the storage node is running and reachable; the backend comes back "
+                        "by itself when it is.", self.backend_name, self.ops.names.root,
+                        exc.message)
+            self._stats = {**stats, "backend_state": "down", "backend_state_reason":
+                           exc.message, "total_capacity_gb": 0, "free_capacity_gb": 0,
+                           "provisioned_capacity_gb": 0, "pool_health": "UNKNOWN"}
+            return
+        self._reclaim_periodically()
+        self._stats = {
+            **stats,
+            "backend_state": "up",
+            "total_capacity_gb": round(capacity["total_bytes"] / GiB, 2),
+            "free_capacity_gb": round(capacity["free_bytes"] / GiB, 2),
+            "provisioned_capacity_gb": round(capacity["provisioned_bytes"] / GiB, 2),
+            "total_volumes": capacity["total_volumes"],
+            "total_snapshots": self.ops.index.count_cinder_snapshots(),
             "pool_health": capacity["health"],
         }
+
+    def _reclaim_periodically(self) -> None:
+        """Reclaim hidden volumes and reconcile the catalog once per interval. A failure here
+        is logged and retried at the next interval: it must never fail the stats report."""
+        interval = self.configuration.zfs_catalog_reconcile_interval
+        if not interval or time.monotonic() - self.ops.index.last_reconcile <= interval:
+            return
+        try:
+            self.ops.reclaim()
+        except errors.ZFSError as exc:
+            LOG.warning("Periodic reclaim of hidden volumes on %s failed (%s); retried at the "
+                        "next interval", self.backend_name, exc.message)
+        self.ops.index.reconcile("periodic")
