@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import io
 import pathlib
+import secrets
+import shlex
 import subprocess
 import tarfile
 import uuid
@@ -52,7 +54,10 @@ def install_agent(node, key_dir: pathlib.Path) -> pathlib.Path:
 
 @pytest.fixture(scope="session")
 def agent_key(node, tmp_path_factory):
-    return install_agent(node, tmp_path_factory.mktemp("agent"))
+    key_dir = tmp_path_factory.mktemp("agent")
+    # a restarted node may have lost what was not yet on its disk: install again after it
+    node.on_restart(lambda n: install_agent(n, key_dir))
+    return install_agent(node, key_dir)
 
 
 @pytest.fixture(scope="session")
@@ -190,6 +195,7 @@ def iscsi_login(node, data) -> str:
 
 
 def iscsi_logout(node, data) -> None:
+    """Log out of the target. The caller has unmounted what it mounted on it (see GuestMount)."""
     node.run(f"iscsiadm -m node -T {data['target_iqn']} -p {data['target_portal']} --logout; "
              f"iscsiadm -m node -T {data['target_iqn']} -p {data['target_portal']} -o delete",
              check=False)
@@ -205,3 +211,108 @@ def attach(drv, node, volume):
     assert info["driver_volume_type"] == "iscsi"
     assert info["data"]["auth_method"] == "CHAP"
     return info["data"], connector
+
+
+class BackgroundJob:
+    """A shell script running in the background on the node, in a session of its own.
+
+    setsid makes the shell a process-group leader, so stop() ends its children too (a `head` or
+    `dd` still writing), and waits until none is left: nothing it started outlives the test."""
+
+    def __init__(self, node, script: str):
+        self.node = node
+        self.pidfile = f"/run/ft-job-{secrets.token_hex(4)}.pid"
+        node.run(f"setsid sh -c {shlex.quote(script)} </dev/null >/dev/null 2>&1 & "
+                 f"echo $! > {self.pidfile}")
+
+    def _until_gone(self, seconds: float) -> str:
+        return (f"for i in $(seq {int(seconds * 10)}); do kill -0 -$p 2>/dev/null || break; "
+                "sleep 0.1; done")
+
+    def wait(self, timeout: float = 120) -> None:
+        """Wait for the script to end by itself (raises if it is still running after timeout)."""
+        self.node.run(f"p=$(cat {self.pidfile}) || exit 0; {self._until_gone(timeout)}; "
+                      f"! kill -0 -$p 2>/dev/null && rm -f {self.pidfile}",
+                      timeout=timeout + 60)
+
+    def stop(self) -> None:
+        self.node.run(f"p=$(cat {self.pidfile}) || exit 0; kill -TERM -$p 2>/dev/null; "
+                      f"{self._until_gone(10)}; kill -KILL -$p 2>/dev/null; "
+                      f"{self._until_gone(10)}; rm -f {self.pidfile}; ! kill -0 -$p 2>/dev/null")
+
+    def __enter__(self) -> BackgroundJob:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+class GuestMount:
+    """An exported volume, logged in from the guest's initiator and mounted there (the guest
+    plays the compute host). Use it as a context manager, or call close() in a finally.
+
+    close() undoes it in the only safe order: stop the writers this mount started and wait for
+    them, sync, unmount and CHECK the unmount, and only then log out. OCFS2 mounts with
+    errors=panic by default, so a logout under a mounted OCFS2 panics the node's kernel (and, with
+    -no-reboot, the VM is gone); the mount uses errors=remount-ro as a second line of defence. If
+    the unmount cannot be done, close() raises and leaves the session logged in: a leaked session
+    is a test failure, a panic is every later test's failure.
+    """
+
+    UNMOUNT_SECONDS = 60
+
+    def __init__(self, node, drv, volume, mountpoint: str, fstype: str = "ocfs2"):
+        self.node, self.drv, self.volume, self.mountpoint = node, drv, volume, mountpoint
+        self.writers: list[BackgroundJob] = []
+        self.disk: str | None = None
+        self.mounted = False
+        self.data, self.connector = attach(drv, node, volume)
+        try:
+            self.disk = iscsi_login(node, self.data)
+            node.run(f"mkdir -p {shlex.quote(mountpoint)} && mount -t {fstype} "
+                     f"-o errors=remount-ro {self.disk} {shlex.quote(mountpoint)}")
+            self.mounted = True
+        except BaseException:
+            self.close()
+            raise
+
+    def __enter__(self) -> GuestMount:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def start_writer(self, script: str) -> BackgroundJob:
+        """Run `script` (sh) in the background; close() stops it before it unmounts."""
+        job = BackgroundJob(self.node, script)
+        self.writers.append(job)
+        return job
+
+    def stop_writers(self) -> None:
+        while self.writers:
+            self.writers.pop().stop()
+
+    def unmount(self) -> None:
+        mp = shlex.quote(self.mountpoint)
+        tries = self.UNMOUNT_SECONDS * 2
+        self.node.run(
+            f"sync; for i in $(seq {tries}); do mountpoint -q {mp} || break; "
+            f"umount {mp} 2>/dev/null && break; "
+            f"[ $i = {tries // 2} ] && command -v fuser >/dev/null && fuser -km {mp}; "
+            f"sleep 0.5; done; "
+            f"if mountpoint -q {mp}; then echo 'still mounted, busy:' >&2; "
+            f"(command -v fuser >/dev/null && fuser -vm {mp}) >&2; exit 1; fi; "
+            f"rmdir {mp} 2>/dev/null; true")
+        self.mounted = False
+
+    def close(self) -> None:
+        self.stop_writers()
+        if self.mounted:
+            self.unmount()   # raises, and we stay logged in, rather than panic the node
+        if self.disk is not None:
+            iscsi_logout(self.node, self.data)
+            self.disk = None
+        if self.connector is not None:
+            self.drv.terminate_connection(self.volume, self.connector)
+            self.drv.remove_export(None, self.volume)
+            self.connector = None

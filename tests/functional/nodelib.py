@@ -6,6 +6,11 @@ connected `Node`. A `Node` holds ONE paramiko SSH connection to the guest (root,
 pinned by the run's known_hosts): every `run()` is an `exec_command` on a new channel of that same
 transport and `put()`/`put_bytes()`/`get_bytes()` use one SFTP session on it. A new SSH handshake
 costs ~2 s under emulation, so never open one per command. `run()` is thread-safe.
+
+A node can die under a test (a kernel panic, QEMU killed, the VM out of memory): `why_dead()`
+says so with the console's last lines, and `restart()` starts it again on the same SSH port
+(the node tool keeps it per run dir) and runs the hooks registered with `on_restart()` (the
+agent's installation, for instance), so one broken test does not take the rest down.
 """
 
 from __future__ import annotations
@@ -25,6 +30,10 @@ import paramiko
 REPO = Path(__file__).resolve().parents[2]
 NODE_TOOL = REPO / "tools" / "storage-node" / "node"
 DEFAULT_TIMEOUT = 600.0
+# What the guest prints when it is going down for good (with -no-reboot QEMU then exits).
+CONSOLE_DEATHS = ("Kernel panic", "INITRD-FAILED", "ZFS-FAILED", "panic forced after error",
+                  "reboot: Restarting system", "Out of memory: Killed process")
+LIVENESS_TIMEOUT = 60.0
 
 
 class NodeStartError(RuntimeError):
@@ -47,7 +56,19 @@ class NodeCommandError(subprocess.CalledProcessError):
 
 def start_node(timeout: float | None = None) -> Node:
     """Start the storage node (or reuse a running healthy one) and connect to it."""
+    node = Node(node_start_state(timeout))
+    try:
+        node.connect()
+    except Exception as e:
+        raise NodeStartError(f"cannot connect to the node at {node.host}:{node.port}: {e!r}") from e
+    return node
+
+
+def node_start_state(timeout: float | None = None, fresh_pool_if_lost: bool = False) -> dict:
+    """`node start --json`: boots the node, or reuses a running healthy one; its state."""
     argv = [sys.executable, str(NODE_TOOL), "start", "--json"]
+    if fresh_pool_if_lost:
+        argv.append("--fresh-pool-if-lost")
     if timeout:
         argv += ["--timeout", str(timeout)]
     try:
@@ -59,17 +80,29 @@ def start_node(timeout: float | None = None) -> Node:
             f"`{NODE_TOOL} start` exited {r.returncode}:\n{r.stderr[-6000:]}{r.stdout[-2000:]}"
         )
     try:
-        state = json.loads(r.stdout)
+        return json.loads(r.stdout)
     except ValueError as e:
         raise NodeStartError(
             f"`node start` printed no state: {r.stdout!r} {r.stderr[-2000:]}"
         ) from e
-    node = Node(state)
+
+
+def qemu_alive(pid: int | None) -> bool:
+    if not pid:
+        return True  # not known: let SSH tell
     try:
-        node.connect()
-    except Exception as e:
-        raise NodeStartError(f"cannot connect to the node at {node.host}:{node.port}: {e!r}") from e
-    return node
+        argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
+    except OSError:
+        return False
+    return os.path.basename(argv0).startswith(b"qemu-system")
+
+
+def text_tail(path: str | os.PathLike | None, lines: int = 25) -> str:
+    try:
+        text = Path(path).read_text(errors="replace") if path else ""
+    except OSError:
+        return "(no console log)"
+    return "\n".join(text.splitlines()[-lines:]) or "(console empty)"
 
 
 def load_state(path: str | os.PathLike) -> dict:
@@ -80,6 +113,15 @@ class Node:
     """A running storage node: `run`, `put`, `put_bytes`, `get_bytes` over one SSH connection."""
 
     def __init__(self, state: dict):
+        self._lock = threading.Lock()
+        self._sftp_lock = threading.Lock()
+        self._client: paramiko.SSHClient | None = None
+        self._sftp: paramiko.SFTPClient | None = None
+        self._restart_hooks: list = []
+        self.restarts = 0
+        self._adopt(state)
+
+    def _adopt(self, state: dict) -> None:
         self.state = state
         self.host: str = state.get("host", "127.0.0.1")
         self.port: int = int(state["port"])
@@ -89,10 +131,57 @@ class Node:
         self.pool: str = state.get("pool", "tank")
         self.pid: int | None = state.get("pid")
         self.run_dir: str | None = state.get("run_dir")
-        self._lock = threading.Lock()
-        self._sftp_lock = threading.Lock()
-        self._client: paramiko.SSHClient | None = None
-        self._sftp: paramiko.SFTPClient | None = None
+        self.console_log: str | None = state.get("console_log")
+        self._console_seen = self._console_size()
+
+    def _console_size(self) -> int:
+        try:
+            return os.path.getsize(self.console_log) if self.console_log else 0
+        except OSError:
+            return 0
+
+    # ---------------------------------------------------------------- liveness
+    def why_dead(self) -> str | None:
+        """None when the node answers; else what is wrong, with the console's last lines."""
+        reason = None
+        if not qemu_alive(self.pid):
+            reason = f"its QEMU (pid {self.pid}) is gone"
+        else:
+            try:
+                with open(self.console_log or os.devnull, "rb") as f:
+                    f.seek(self._console_seen)
+                    fresh = f.read().decode(errors="replace")
+            except OSError:
+                fresh = ""
+            seen = [mark for mark in CONSOLE_DEATHS if mark in fresh]
+            if seen:
+                reason = f"its console says {seen[0]!r}"
+            else:
+                try:
+                    self.run("true", timeout=LIVENESS_TIMEOUT)
+                except Exception as e:  # refused, reset, timed out: all mean the same here
+                    reason = f"SSH to {self.host}:{self.port} fails ({e!r})"
+        if reason is None:
+            return None
+        return (f"the storage node died: {reason}.\n--- its console, last lines "
+                f"({self.console_log}):\n{text_tail(self.console_log)}")
+
+    def on_restart(self, hook, once: bool = False) -> None:
+        """Call `hook(node)` after the next restart (`once`) or after every one (to reinstall
+        what a test session put on the node)."""
+        self._restart_hooks.append((hook, once))
+
+    def restart(self) -> None:
+        """Start the node again (same run dir and SSH port; new pool disks only when the old
+        pool cannot be imported) and reconnect."""
+        self.close()
+        self._adopt(node_start_state(fresh_pool_if_lost=True))
+        self.connect()
+        self.restarts += 1
+        hooks, self._restart_hooks = self._restart_hooks, [
+            (hook, once) for hook, once in self._restart_hooks if not once]
+        for hook, _ in hooks:
+            hook(self)
 
     def __repr__(self) -> str:
         return f"<Node {self.user}@{self.host}:{self.port} pool={self.pool}>"

@@ -7,7 +7,7 @@ import uuid
 import pytest
 from cinder import exception
 
-from tests.functional.driver_env import attach, snapshot_obj, volume_obj
+from tests.functional.driver_env import BackgroundJob, attach, snapshot_obj, volume_obj
 from tests.functional.test_driver import read_hash, settle, write_random
 
 
@@ -27,22 +27,22 @@ def test_group_snapshot_of_three_volumes_under_write_shares_one_txg(
         drv.create_volume(volume)
     devices = " ".join(settle(node, drv, v) for v in volumes)
     # a writer loop on all three while the group snapshot is taken
-    writer = f"/tmp/writer-{uuid.uuid4().hex[:8]}.pid"
-    node.run(f"nohup sh -c 'for i in $(seq 60); do for d in {devices}; do "
-             f"dd if=/dev/urandom of=$d bs=64k count=1 seek=$((i % 64)) conv=notrunc "
-             f"status=none; done; done' >/dev/null 2>&1 & echo $! > {writer}")
-    group_snapshot = objects.GroupSnapshot(id=str(uuid.uuid4()), group_type_id=str(uuid.uuid4()))
-    snapshots = [snapshot_obj(v) for v in volumes]
-    update, snapshot_updates = drv.create_group_snapshot(None, group_snapshot, snapshots)
-    assert update["status"] == "available"
-    assert {u["status"] for u in snapshot_updates} == {"available"}
-    names = " ".join(drv._snapshot_name(s) for s in snapshots)
-    out = node.run(f"zfs get -Hp -o value createtxg {names}").stdout.split()
-    assert len(out) == 3 and len(set(out)) == 1, out
-    group_props = node.run(f"zfs get -H -o value org.openstack.cinder:group_snapshot_id "
-                           f"{names}").stdout.split()
-    assert set(group_props) == {group_snapshot.id}
-    node.run(f"while kill -0 $(cat {writer}) 2>/dev/null; do sleep 0.2; done")  # writer done
+    with BackgroundJob(node, f"for i in $(seq 60); do for d in {devices}; do "
+                             f"dd if=/dev/urandom of=$d bs=64k count=1 seek=$((i % 64)) "
+                             f"conv=notrunc status=none; done; done") as writer:
+        group_snapshot = objects.GroupSnapshot(id=str(uuid.uuid4()),
+                                               group_type_id=str(uuid.uuid4()))
+        snapshots = [snapshot_obj(v) for v in volumes]
+        update, snapshot_updates = drv.create_group_snapshot(None, group_snapshot, snapshots)
+        assert update["status"] == "available"
+        assert {u["status"] for u in snapshot_updates} == {"available"}
+        names = " ".join(drv._snapshot_name(s) for s in snapshots)
+        out = node.run(f"zfs get -Hp -o value createtxg {names}").stdout.split()
+        assert len(out) == 3 and len(set(out)) == 1, out
+        group_props = node.run(f"zfs get -H -o value org.openstack.cinder:group_snapshot_id "
+                               f"{names}").stdout.split()
+        assert set(group_props) == {group_snapshot.id}
+        writer.wait()
     drv.delete_group_snapshot(None, group_snapshot, snapshots)
     for volume in volumes:
         drv.delete_volume(volume)

@@ -10,8 +10,8 @@ from tests.functional.driver_env import volume_obj
 from tests.functional.test_driver import read_hash, settle, write_random
 
 
-@pytest.fixture(scope="module")
-def second_pool(node):
+@pytest.fixture
+def second_pool(node):   # per test: cheap when there, and a restarted node may have lost it
     """Pool `ftmig` on a sparse file in the guest: another pool of the same node."""
     # Not in the cache file: after a reboot of the node it is imported again, or made anew.
     node.run("zpool list ftmig >/dev/null 2>&1 || "

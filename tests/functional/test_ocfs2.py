@@ -6,17 +6,18 @@ from __future__ import annotations
 import pytest
 from cinder import exception
 
-from tests.functional.driver_env import attach, iscsi_login, iscsi_logout, snapshot_obj, volume_obj
+from tests.functional.driver_env import GuestMount, snapshot_obj, volume_obj
 
 OCFS2 = {"ocfs2:format": "true", "ocfs2:slots": "4", "ocfs2:cluster_stack": "o2cb"}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def o2cb_cluster(node):
     """A single-node o2cb cluster in the guest, which plays the compute host here.
 
-    `o2cb list-cluster NAME` exits 0 even for an unknown cluster, so membership is tested
-    with list-clusters."""
+    Per test, not per module: a node restarted after a failure has lost the registration (the
+    check makes it cheap when it is there). `o2cb list-cluster NAME` exits 0 even for an unknown
+    cluster, so membership is tested with list-clusters."""
     node.run("o2cb cluster-status ocfs2 2>/dev/null | grep -q online || ("
              "modprobe ocfs2_dlmfs && modprobe ocfs2_stack_o2cb && mkdir -p /dlm && "
              "(mountpoint -q /dlm || mount -t ocfs2_dlmfs ocfs2_dlmfs /dlm) && "
@@ -31,22 +32,6 @@ def uuid_of(node, device: str) -> str:
     return node.run(f"tunefs.ocfs2 -Q '%U' {device}").stdout.strip().lower()
 
 
-class Mounted:
-    """An exported volume, logged in from the guest and mounted there."""
-
-    def __init__(self, node, drv, volume, mountpoint):
-        self.node, self.drv, self.volume, self.mountpoint = node, drv, volume, mountpoint
-        self.data, self.connector = attach(drv, node, volume)
-        self.disk = iscsi_login(node, self.data)
-        node.run(f"mkdir -p {mountpoint} && mount -t ocfs2 {self.disk} {mountpoint}")
-
-    def close(self):
-        self.node.run(f"umount {self.mountpoint}", check=False)
-        iscsi_logout(self.node, self.data)
-        self.drv.terminate_connection(self.volume, self.connector)
-        self.drv.remove_export(None, self.volume)
-
-
 def test_clone_of_mounted_ocfs2_volume_gets_new_uuid_and_mounts_beside_it(
         node, make_driver, o2cb_cluster):
     drv = make_driver()
@@ -54,33 +39,28 @@ def test_clone_of_mounted_ocfs2_volume_gets_new_uuid_and_mounts_beside_it(
     update = drv.create_volume(origin)
     facts = update["metadata"]
     assert facts["ocfs2_slots"] == "4" and facts["ocfs2_cluster_stack"] == "o2cb"
-    origin_mount = Mounted(node, drv, origin, "/mnt/ft-origin")
-    clone_mount = None
-    try:
+    snap = snapshot_obj(origin)
+    clone = volume_obj(extra_specs=OCFS2)
+    with GuestMount(node, drv, origin, "/mnt/ft-origin") as origin_mount:
         node.run("for i in $(seq 20); do head -c 65536 /dev/urandom > /mnt/ft-origin/f$i; "
                  "done; sync; (cd /mnt/ft-origin && sha256sum f*) > /tmp/ft-sums")
         # A writer keeps going while the snapshot is taken: the clone is crash-consistent.
-        node.run("nohup sh -c 'i=0; while [ -d /mnt/ft-origin ] && [ $i -lt 400 ]; do "
-                 "head -c 65536 /dev/urandom > /mnt/ft-origin/busy$((i % 8)); i=$((i+1)); "
-                 "done' >/dev/null 2>&1 &")
-        snap = snapshot_obj(origin)
+        # The mount stops it (and waits for it) before it unmounts.
+        origin_mount.start_writer("i=0; while :; do head -c 65536 /dev/urandom > "
+                                  "/mnt/ft-origin/busy$((i % 8)); i=$((i+1)); done")
         drv.create_snapshot(snap)
-        clone = volume_obj(extra_specs=OCFS2)
         clone_update = drv.create_volume_from_snapshot(clone, snap)
         assert clone_update["metadata"]["ocfs2_uuid"] != facts["ocfs2_uuid"]
 
-        clone_mount = Mounted(node, drv, clone, "/mnt/ft-clone")  # journal replay on mount
-        assert uuid_of(node, origin_mount.disk) == facts["ocfs2_uuid"]
-        assert uuid_of(node, clone_mount.disk) == clone_update["metadata"]["ocfs2_uuid"]
-        mounts = node.run("grep ocfs2 /proc/mounts").stdout
-        assert "/mnt/ft-origin" in mounts and "/mnt/ft-clone" in mounts
-        node.run("cd /mnt/ft-clone && sha256sum -c /tmp/ft-sums >/dev/null")
-        node.run("echo clone-only > /mnt/ft-clone/new && sync")
-        assert node.run("test -e /mnt/ft-origin/new", check=False).returncode != 0
-    finally:
-        if clone_mount:
-            clone_mount.close()
-        origin_mount.close()
+        with GuestMount(node, drv, clone, "/mnt/ft-clone") as clone_mount:  # journal replay
+            assert uuid_of(node, origin_mount.disk) == facts["ocfs2_uuid"]
+            assert uuid_of(node, clone_mount.disk) == clone_update["metadata"]["ocfs2_uuid"]
+            mounts = node.run("grep ocfs2 /proc/mounts").stdout
+            assert "/mnt/ft-origin" in mounts and "/mnt/ft-clone" in mounts
+            node.run("cd /mnt/ft-clone && sha256sum -c /tmp/ft-sums >/dev/null")
+            node.run("echo clone-only > /mnt/ft-clone/new && sync")
+            assert node.run("test -e /mnt/ft-origin/new", check=False).returncode != 0
+    assert "/mnt/ft-" not in node.run("cat /proc/mounts").stdout
     drv.delete_volume(clone)
     drv.delete_snapshot(snap)
     drv.delete_volume(origin)

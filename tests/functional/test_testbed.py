@@ -100,11 +100,11 @@ def test_ocfs2_local_mount_write_remount_read(node, dataset):
     data = os.urandom(2 * MiB)
     node.run(f"mkfs.ocfs2 -q -M local -L ft-ocfs2 {dev}")
     try:
-        node.run(f"mkdir -p {mnt} && mount -t ocfs2 {dev} {mnt}")
+        node.run(f"mkdir -p {mnt} && mount -t ocfs2 -o errors=remount-ro {dev} {mnt}")
         assert "ocfs2" in node.run(f"findmnt -n -o FSTYPE {mnt}").stdout
         node.put_bytes(data, f"{mnt}/data.bin")
         node.run(f"sync && umount {mnt}")
-        node.run(f"mount -t ocfs2 {dev} {mnt}")
+        node.run(f"mount -t ocfs2 -o errors=remount-ro {dev} {mnt}")
         assert remote_sha256(node, f"{mnt}/data.bin", len(data)) == sha256(data)
         assert node.get_bytes(f"{mnt}/data.bin") == data
     finally:

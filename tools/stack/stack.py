@@ -1042,6 +1042,25 @@ def down(args) -> int:
     return 0
 
 
+def node_health() -> dict:
+    """The node runs, and cinder-volume dials the port it answers on (a node started again on
+    another port would strand the stack until `up` rewrites cinder.conf)."""
+    run_dir = Path(os.environ.get("NODE_RUN_DIR") or CACHE / "run")
+    try:
+        state = json.loads((run_dir / "state.json").read_text())
+        pid = int(Path(run_dir / "qemu.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return {"pid": None, "ok": False, "error": "not running: tools/storage-node/node start"}
+    res = {"pid": pid, "ok": Path(f"/proc/{pid}").exists()}
+    dialed = next((line.split("=", 1)[1].strip() for line in (
+        CINDER_CONF.read_text().splitlines() if CINDER_CONF.exists() else ())
+        if line.replace(" ", "").startswith("zfs_ssh_port=")), None)
+    if dialed is not None and dialed != str(state.get("port")):
+        res.update(ok=False, error=f"cinder-volume dials port {dialed}, the node answers on "
+                                   f"{state.get('port')}: run tools/stack/up")
+    return res
+
+
 def health() -> dict:
     res = {}
     for name in SERVICES:
@@ -1062,6 +1081,7 @@ def health() -> dict:
     res["glance-api"]["ok"] = bool(res["glance-api"]["pid"]) and glance_ok()
     for svc in ("cinder-scheduler", "cinder-volume"):
         res[svc]["ok"] = bool(res[svc]["pid"])
+    res["storage-node"] = node_health()
     if res["keystone"]["ok"] and res["cinder-api"]["ok"] and SECRETS.exists():
         try:
             c = admin_conn(secrets_get())
