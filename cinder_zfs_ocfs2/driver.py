@@ -26,10 +26,10 @@ from cinder_zfs_ocfs2.operations import locks, specs
 from cinder_zfs_ocfs2.operations.batching import SnapshotBatcher
 from cinder_zfs_ocfs2.operations.manage import ManageOperations
 from cinder_zfs_ocfs2.operations.manage import size_gb as manage_size_gb
-from cinder_zfs_ocfs2.operations.volumes import GiB, VolumeOperations, is_internal
+from cinder_zfs_ocfs2.operations.volumes import GiB, VolumeOperations
 from cinder_zfs_ocfs2.zfs import errors
 from cinder_zfs_ocfs2.zfs.client import ZFSClient
-from cinder_zfs_ocfs2.zfs.names import NameSpace, snapshot_id_of
+from cinder_zfs_ocfs2.zfs.names import NameSpace, is_internal, snapshot_id_of
 from cinder_zfs_ocfs2.zfs.types import PROP_VOLUME_ID
 
 LOG = logging.getLogger(__name__)
@@ -59,6 +59,18 @@ def cinder_errors(what: str, busy=None):
             data=f"{what}: storage node unreachable: {exc.message}") from exc
     except errors.ZFSError as exc:
         raise exception.VolumeBackendAPIException(data=f"{what}: {exc.message}") from exc
+
+
+@contextlib.contextmanager
+def manage_errors(existing_ref):
+    """A reference that names nothing manageable is ManageExistingInvalidReference (the manager
+    shows the reason to the user); anything else maps as in cinder_errors."""
+    with cinder_errors(f"manage {existing_ref}"):
+        try:
+            yield
+        except (errors.InvalidArgument, errors.NotFound) as exc:
+            raise exception.ManageExistingInvalidReference(
+                existing_ref=existing_ref, reason=exc.message) from exc
 
 
 @interface.volumedriver
@@ -154,19 +166,30 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
                 self.ops.repair()
                 reclaimed = self.ops.reclaim()
             self._report_zvols_not_like_new()
-        # In the background: a whole-root listing must not hold up the backend's start.
-        self.ops.index.reconcile_in_background("start-up",
-                                               before=self.ops.drop_orphan_clone_temps)
+        # In the background: whole-root listings must not hold up the backend's start. Until
+        # the legacy clone temps are marked they count as an admin's: kept, never destroyed.
+        self.ops.index.reconcile_in_background("start-up", before=self._start_up_pool_pass)
         LOG.info("ZFS backend %s ready: OpenZFS %s, root %s, pool %s %s, %d hidden volumes "
                  "reclaimed", self.backend_name, version.get("zfs"), self.ops.names.root,
                  pool.name, pool.health, reclaimed)
 
+    def _start_up_pool_pass(self) -> None:
+        """Mark clone temps made before they carried a marker, then drop those a crash left
+        without their clone."""
+        self.ops.mark_legacy_clone_temps()
+        self.ops.drop_orphan_clone_temps()
+
     def _periodic_repair(self) -> None:
-        """Repair and reclaim in one service of a cluster at a time; the others skip."""
-        with self.ops.maintenance(wait=0) as ours:
-            if ours:
-                self.ops.repair()
-                self.ops.reclaim()
+        """Repair and reclaim in one service of a cluster at a time; the others skip. A failure
+        is logged and retried at the next interval: it must never fail the stats report."""
+        try:
+            with self.ops.maintenance(wait=0) as ours:
+                if ours:
+                    self.ops.repair()
+                    self.ops.reclaim()
+        except errors.ZFSError as exc:
+            LOG.warning("Periodic repair and reclaim of hidden volumes on %s failed (%s); "
+                        "retried at the next interval", self.backend_name, exc.message)
 
     def _report_zvols_not_like_new(self) -> None:
         names = self.ops.zvols_not_like_new()
@@ -240,17 +263,20 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
         metadata.update(OCFS2Volumes.metadata(info))
         return {"metadata": metadata}
 
-    def _new_filesystem_identity(self, volume, source: str):
-        """A clone of an OCFS2 volume gets a new UUID before anyone can mount it."""
-        with cinder_errors(f"check filesystem of {source}"):
-            props = self.zfs.get_properties(source, [PROP_FILESYSTEM, PROP_STACK])
+    def _new_filesystem_identity(self, volume, filesystem):
+        """A clone of an OCFS2 volume gets a new UUID before anyone can mount it.
+
+        The clone carries its origin's identity markers (operations.volumes copies them to
+        every new dataset); ``filesystem`` is the new volume's type, validated beforehand."""
+        name = self._volume_name(volume)
+        with self._undo_on_failure(volume), \
+                cinder_errors(f"check filesystem of volume {volume.id}"):
+            props = self.zfs.get_properties(name, [PROP_FILESYSTEM, PROP_STACK])
         if props.get(PROP_FILESYSTEM) != "ocfs2":
             return None
-        filesystem = self._ocfs2_spec(volume)
         label = (filesystem.label if filesystem and filesystem.label
                  else f"vol-{volume.id[:8]}")
         stack = props.get(PROP_STACK) or self.configuration.ocfs2_default_cluster_stack
-        name = self._volume_name(volume)
         with self._undo_on_failure(volume), \
                 cinder_errors(f"new OCFS2 identity for volume {volume.id}"):
             info = self.ocfs2.new_identity(name, label, stack)
@@ -273,15 +299,17 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
     @synchronized(locks.VOLUME, locks.SNAPSHOT_VOLUME)
     def create_volume_from_snapshot(self, volume, snapshot):
         spec = self._spec(volume)
+        filesystem = self._ocfs2_spec(volume)  # bad specs refused before the clone exists
         source = self._snapshot_name(snapshot)
         with cinder_errors(f"create volume {volume.id} from snapshot {snapshot.id}"):
             self.ops.create_volume_from_snapshot(source, volume.project_id, volume.name_id,
                                                  volume.size, spec)
-        return self._new_filesystem_identity(volume, source)
+        return self._new_filesystem_identity(volume, filesystem)
 
     @synchronized(locks.VOLUME, locks.SOURCE_VOLUME)
     def create_cloned_volume(self, volume, src_vref):
         spec = self._spec(volume)
+        filesystem = self._ocfs2_spec(volume)  # bad specs refused before the clone exists
         if self._is_image_cache_entry(volume) and spec.clone_mode == "linked":
             # Cinder caches an image by cloning the user's first volume from it: a linked
             # clone would pin that user's volume (hidden, not freed) for as long as the cache
@@ -291,7 +319,7 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
         with cinder_errors(f"clone volume {src_vref.id} into {volume.id}"):
             self.ops.create_cloned_volume(source, volume.project_id, volume.name_id,
                                           volume.size, spec)
-        return self._new_filesystem_identity(volume, source)
+        return self._new_filesystem_identity(volume, filesystem)
 
     @synchronized(locks.VOLUME)
     def revert_to_snapshot(self, context, volume, snapshot):
@@ -357,13 +385,13 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
     # -- manage / unmanage / transfer / retype / migration ------------------------------------
 
     def manage_existing_get_size(self, volume, existing_ref):
-        with cinder_errors(f"manage {existing_ref}"):
+        with manage_errors(existing_ref):
             return self.manage.volume_size(existing_ref)
 
     @synchronized(locks.VOLUME)
     def manage_existing(self, volume, existing_ref):
         self._spec(volume)  # a bad volume type fails before anything is renamed
-        with cinder_errors(f"manage {existing_ref}"):
+        with manage_errors(existing_ref):
             self.manage.adopt_volume(existing_ref, volume.project_id, volume.name_id)
 
     @synchronized(locks.VOLUME)
@@ -372,12 +400,12 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
             self.manage.release_volume(self._volume_name(volume))
 
     def manage_existing_snapshot_get_size(self, snapshot, existing_ref):
-        with cinder_errors(f"manage snapshot {existing_ref}"):
+        with manage_errors(existing_ref):
             return self.manage.snapshot_size(self._volume_name(snapshot.volume), existing_ref)
 
     @synchronized(locks.SNAPSHOT_VOLUME)
     def manage_existing_snapshot(self, snapshot, existing_ref):
-        with cinder_errors(f"manage snapshot {existing_ref}"):
+        with manage_errors(existing_ref):
             self.manage.adopt_snapshot(self._volume_name(snapshot.volume), existing_ref,
                                        snapshot.id)
 
@@ -400,6 +428,8 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
             reason = None
             if cinder_id:
                 reason = "already managed"
+            elif self.manage.refusal(zvol):
+                reason = self.manage.refusal(zvol)
             elif zvol.name.rpartition("/")[2] in exported:
                 reason = "exported (in use)"
             entries.append({
@@ -458,6 +488,7 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
     def _manageable(self, snap, volumes: dict) -> bool:
         volume = volumes.get(snap.dataset)
         return volume is not None and not is_internal(snap) and \
+            not self.manage.snapshot_refusal(snap) and \
             not volume.name.startswith(self.ops.names.trash_root + "/") and \
             not volume.name.rpartition("/")[2].startswith("revert-")
 
@@ -489,10 +520,22 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
                 volume_utils.extract_host(volume.host, "backend"):
             return False, None  # another backend: Cinder migrates
         old = self._spec(volume)
+        old_filesystem = self._ocfs2_spec(volume)
+        conf = self.configuration
+        new_specs = new_type.get("extra_specs") or {}
         with cinder_errors(f"retype volume {volume.id}"):
-            new = specs.volume_spec(new_type.get("extra_specs") or {}, self.ops.defaults)
+            new = specs.volume_spec(new_specs, self.ops.defaults)
+            new_filesystem = ocfs2_spec(new_specs, conf.ocfs2_default_slots,
+                                        conf.ocfs2_default_cluster_stack)
             if new.volblocksize != old.volblocksize:
                 return False, None  # fixed at creation: needs a migration (a new zvol)
+            if new_filesystem != old_filesystem:
+                # ocfs2:* say how a volume is formatted when it is made; a volume holding data
+                # is never reformatted or re-stacked in place.
+                LOG.info("Retype of volume %s changes its ocfs2: extra specs; not done in "
+                         "place (Cinder migrates it, if the retype's migration policy allows)",
+                         volume.id)
+                return False, None
             self.ops.apply_spec(self._volume_name(volume), old, new)
         return True, None
 
@@ -511,25 +554,37 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
         if kind != "ZFSOCFS2Driver" or node != self._node_id() or \
                 dest_root == self.ops.names.root or volume.status != "available":
             return False, None  # Cinder's generic (host-assisted) migration does it
+        # The copy belongs to the destination backend: its stats name it.
+        dest_backend = host["capabilities"].get("volume_backend_name") or \
+            volume_utils.extract_host(host["host"], "backend").partition("@")[2]
         with cinder_errors(f"migrate volume {volume.id} to {dest_root}"):
             dest = NameSpace(dest_root)
-            self.ops.copy_to_root(volume.project_id, volume.name_id, dest)
+            self.ops.copy_to_root(volume.project_id, volume.name_id, dest, dest_backend)
             self.ops.delete_volume(volume.project_id, volume.name_id)
         return True, None
 
     @synchronized(locks.VOLUME, locks.NEW_VOLUME)
     def update_migrated_volume(self, ctxt, volume, new_volume, original_volume_status):
-        # Take the original name back when it is free, so the dataset keeps matching the id.
-        original = self._volume_name(volume)
+        """Give the migrated dataset its original name back, as Cinder's LVM driver does: only
+        when the volume was 'available'. An in-use volume's export (IQN, LIO backstore path)
+        was built from the current name; renaming under it would leak the real target, keep
+        the zvol open (delete busy forever) and leave a stale path after a node reboot."""
+        keep = {"_name_id": new_volume.name_id,
+                "provider_location": new_volume.get("provider_location")}
+        if original_volume_status != "available":
+            return keep
+        original = self.ops.names.volume(volume.project_id, volume.id)
         current = self._volume_name(new_volume)
         try:
             if self.zfs.exists(original):
-                return {"_name_id": new_volume.name_id}
+                LOG.info("Keeping migrated volume %s as %s: %s is still taken", volume.id,
+                         current, original)
+                return keep
             self.manage.rename_volume(current, original)
         except errors.ZFSError as exc:
             LOG.warning("Keeping migrated volume %s as %s: %s", volume.id, current, exc)
-            return {"_name_id": new_volume.name_id}
-        return {"_name_id": None}
+            return keep
+        return {"_name_id": None, "provider_location": None}
 
     # -- groups: consistent group snapshots are one ZFS call ---------------------------------
 
@@ -588,11 +643,12 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
             by_id = {v.id: v for v in source_vols}
             requests = [(self._volume_name(by_id[v.source_volid]), v.project_id, v.name_id,
                          v.size, self._spec(v)) for v in volumes]
+            filesystems = [self._ocfs2_spec(v) for v in volumes]  # all checked before any clone
             with self._all_locked([*volumes, *source_vols]), \
                     cinder_errors(f"create group {group.id} from group {source_group.id}"):
                 self.ops.create_cloned_volumes(requests)
-            for volume, request in zip(volumes, requests, strict=True):
-                updates.append((volume, self._new_filesystem_identity(volume, request[0])))
+            for volume, filesystem in zip(volumes, filesystems, strict=True):
+                updates.append((volume, self._new_filesystem_identity(volume, filesystem)))
         return None, [{"id": v.id, **u} for v, u in updates if u]
 
     def _all_locked(self, volumes):
@@ -664,31 +720,49 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
     # -- stats -----------------------------------------------------------------------------
 
     def _update_volume_stats(self):
+        """The backend's capabilities. A node that cannot be reached (or a pool that cannot be
+        read) is reported as backend_state 'down' with no free space, so the scheduler places
+        nothing here and the service stays up; the next report after the node answers again
+        is 'up' (the transport reconnects by itself)."""
         conf = self.configuration
-        with cinder_errors("capacity"):
-            capacity = self.ops.capacity()
-        # Due after the interval, or at once after a start-up pass that failed, but never
-        # inside a failed pass's backoff; the pass runs in the background, not in this poll.
-        if self.ops.index.reconcile_due(conf.zfs_catalog_reconcile_interval):
-            self.ops.index.reconcile_in_background("periodic", before=self._periodic_repair)
-        self._stats = {
+        stats = {
             "volume_backend_name": self.backend_name,
             "vendor_name": self.VENDOR,
             "driver_version": self.VERSION,
             "storage_protocol": self.protocol,
-            "total_capacity_gb": round(capacity["total_bytes"] / GiB, 2),
-            "free_capacity_gb": round(capacity["free_bytes"] / GiB, 2),
             "reserved_percentage": conf.reserved_percentage,
             "max_over_subscription_ratio": conf.max_over_subscription_ratio,
             "thin_provisioning_support": True,
             "thick_provisioning_support": True,
             "multiattach": True,
             "online_extend_support": True,
-            "total_snapshots": self.ops.index.count(),  # None while the catalog cannot say
             "catalog_state": self.ops.index.state,
             "location_info": f"ZFSOCFS2Driver:{self._node_id()}:{self.ops.names.root}",
             "sparse_copy_volume": True,
             "QoS_support": False,
             "consistent_group_snapshot_enabled": True,
+        }
+        try:
+            capacity = self.ops.capacity()
+        except errors.ZFSError as exc:
+            LOG.warning("Backend %s is down: cannot read the capacity of %s (%s). Check that "
+                        "the storage node is running and reachable; the backend comes back "
+                        "by itself when it is.", self.backend_name, self.ops.names.root,
+                        exc.message)
+            self._stats = {**stats, "backend_state": "down", "backend_state_reason":
+                           exc.message, "total_capacity_gb": 0, "free_capacity_gb": 0,
+                           "pool_health": "UNKNOWN"}
+            return
+        # Due after the interval, or at once after a start-up pass that failed, but never
+        # inside a failed pass's backoff; the pass runs in the background, not in this poll.
+        if self.ops.index.reconcile_due(conf.zfs_catalog_reconcile_interval):
+            self.ops.index.reconcile_in_background("periodic", before=self._periodic_repair)
+        self._stats = {
+            **stats,
+            "backend_state": "up",
+            "total_capacity_gb": round(capacity["total_bytes"] / GiB, 2),
+            "free_capacity_gb": round(capacity["free_bytes"] / GiB, 2),
+            # Cinder's snapshots only; None while the catalog cannot say
+            "total_snapshots": self.ops.index.count_cinder_snapshots(),
             "pool_health": capacity["health"],
         }

@@ -959,13 +959,16 @@ class Catalog:
             last = page[-1].zfs_name
 
     def count(self, *, backend: str | None = None,
-              states: Sequence[str] | None = None) -> int:
+              states: Sequence[str] | None = None,
+              kinds: Sequence[str] | None = None) -> int:
         """Snapshots in the catalog (driver stats: total_snapshots)."""
         stmt = sa.select(sa.func.count()).select_from(S).where(self._readable(S))
         if backend is not None:
             stmt = stmt.where(S.c.backend == backend)
         if states:
             stmt = stmt.where(S.c.state.in_(list(states)))
+        if kinds:
+            stmt = stmt.where(S.c.kind.in_(list(kinds)))
         with self._read() as conn:
             return int(conn.execute(stmt).scalar())
 

@@ -17,11 +17,11 @@ import dataclasses
 from cinder_zfs_ocfs2.agent.ocfs2 import check_cluster_name, check_label, check_slots, check_stack
 from cinder_zfs_ocfs2.operations.specs import parse_bool
 from cinder_zfs_ocfs2.zfs.errors import InvalidArgument
-from cinder_zfs_ocfs2.zfs.types import USER_PROP_PREFIX
+from cinder_zfs_ocfs2.zfs.types import PROP_FILESYSTEM
+from cinder_zfs_ocfs2.zfs.types import PROP_OCFS2_STACK as PROP_STACK
 
 NAMESPACE = "ocfs2:"
-PROP_FILESYSTEM = USER_PROP_PREFIX + "filesystem"
-PROP_STACK = USER_PROP_PREFIX + "ocfs2_cluster_stack"
+__all__ = ["PROP_FILESYSTEM", "PROP_STACK", "OCFS2Spec", "OCFS2Volumes", "ocfs2_spec"]
 _KEYS = ("format", "slots", "cluster_stack", "label", "cluster_name")
 
 

@@ -454,3 +454,14 @@ class CatalogSync:
         if self.catalog is None or self.database_down:
             return None
         return self._submit("count", lambda: self.catalog.count())
+
+    def count_cinder_snapshots(self) -> int | None:
+        """Snapshots Cinder knows (stats: total_snapshots): not the driver's internal ones,
+        not hidden (Cinder deleted them) nor missing (never made); None when it cannot say."""
+        from cinder_zfs_ocfs2.catalog import models
+
+        if self.catalog is None or self.database_down:
+            return None
+        return self._submit("count", lambda: self.catalog.count(
+            kinds=[models.KIND_CINDER],
+            states=[models.CREATING, models.AVAILABLE, models.DELETING]))

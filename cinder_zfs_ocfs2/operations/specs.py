@@ -1,12 +1,15 @@
 """Volume-type extra specs in the zfs: namespace, validated into a VolumeSpec.
 
-    zfs:sparse        true | false          thin (no refreservation) or thick
+    provisioning:type thin | thick          Cinder's standard key: the scheduler reads it too
+    zfs:sparse        true | false          the same choice in the driver's words (thin = true)
     zfs:compression   off | lz4 | zstd ...  any compression ZFS accepts
     zfs:volblocksize  512 .. 128K           power of two; sizes are rounded up to it
     zfs:clone_mode    linked | independent  how volumes are made from snapshots/volumes
 
-Namespaced keys are ignored by Cinder's capabilities filter, so they never affect scheduling.
-A bad value is refused before anything is created.
+Namespaced keys are ignored by Cinder's capabilities filter, so they never affect scheduling:
+a thick type should say `provisioning:type=thick`, or the scheduler over-subscribes it as
+thin. When both keys are given they must agree. A bad value is refused before anything is
+created.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import re
 from cinder_zfs_ocfs2.zfs.errors import InvalidArgument
 
 NAMESPACE = "zfs:"
+PROVISIONING = "provisioning:type"
 COMPRESSION = frozenset(
     ["on", "off", "lz4", "lzjb", "zle", "gzip", "zstd", "zstd-fast"]
     + [f"gzip-{i}" for i in range(1, 10)] + [f"zstd-{i}" for i in range(1, 20)])
@@ -79,10 +83,27 @@ _PARSERS = {
 }
 
 
+def parse_provisioning(key: str, value: str) -> bool:
+    """provisioning:type -> sparse."""
+    text = str(value).strip().lower()
+    if text not in ("thin", "thick"):
+        raise InvalidArgument(f"extra spec {key}={value!r}: expected thin or thick")
+    return text == "thin"
+
+
 def volume_spec(extra_specs: dict | None, defaults: VolumeSpec) -> VolumeSpec:
-    """The spec of a volume: the type's zfs: extra specs over the backend's defaults."""
+    """The spec of a volume: the type's provisioning:type and zfs: extra specs over the
+    backend's defaults."""
     values = dataclasses.asdict(defaults)
-    for key, value in (extra_specs or {}).items():
+    specs = extra_specs or {}
+    if PROVISIONING in specs:
+        values["sparse"] = parse_provisioning(PROVISIONING, specs[PROVISIONING])
+        given = specs.get(NAMESPACE + "sparse")
+        if given is not None and parse_bool(NAMESPACE + "sparse", given) != values["sparse"]:
+            raise InvalidArgument(f"extra specs {PROVISIONING}={specs[PROVISIONING]!r} and "
+                                  f"{NAMESPACE}sparse={given!r} disagree; keep "
+                                  f"{PROVISIONING} alone (the scheduler reads it)")
+    for key, value in specs.items():
         if not key.startswith(NAMESPACE):
             continue
         field = key[len(NAMESPACE):]

@@ -8,13 +8,16 @@ Rules (DESIGN.md section 4):
   <root>/.trash; reclaim destroys it when its last dependent goes. The state is in the pool
   (names and user properties), so a restart loses nothing.
 - Snapshots the driver did not make (an admin's) are never destroyed: a delete that would need
-  to is refused as busy.
+  to is refused as busy. What the driver made is decided in zfs/names.py (prefix, UUID, marker).
 - A dataset or snapshot already gone counts as deleted.
+- Every dataset that holds a volume carries the same driver properties, however it was made
+  (create, clone, revert by swap, migration): ``VolumeOperations.volume_properties``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import secrets
 
 from oslo_log import log as logging
@@ -25,17 +28,23 @@ from cinder_zfs_ocfs2.operations.specs import VolumeSpec, round_up
 from cinder_zfs_ocfs2.zfs import errors
 from cinder_zfs_ocfs2.zfs.client import ZFSClient
 from cinder_zfs_ocfs2.zfs.names import (
-    CLONE_PREFIX,
-    SNAPSHOT_PREFIX,
+    CLONE_TEMP,
     TRASH,
     NameSpace,
-    snapshot_id_of,
+    clone_temp_id_of,
+    is_clone_temp,
+    is_driver_made,
+    is_internal,
+    revert_scratch_id_of,
     volume_id_of,
 )
 from cinder_zfs_ocfs2.zfs.types import (
     PROP_BACKEND,
+    PROP_FILESYSTEM,
     PROP_GROUP_SNAPSHOT_ID,
     PROP_HIDDEN,
+    PROP_INTERNAL,
+    PROP_OCFS2_STACK,
     PROP_PROJECT_ID,
     PROP_VOLUME_ID,
     Snapshot,
@@ -47,24 +56,19 @@ GiB = 1024 ** 3
 # then never scan guest partition tables or LVM/MD signatures (no guest VG auto-activated).
 ZVOL_PROPS = {"volmode": "dev"}
 MAX_CHAIN = 1000  # guard against a corrupt origin loop while measuring clone depth
+# A copy without the OCFS2 identity markers would skip `tunefs.ocfs2 --cloned-volume` on its
+# own clones, and two mounts with one UUID in an o2cb cluster corrupt data.
+FILESYSTEM_IDENTITY = (PROP_FILESYSTEM, PROP_OCFS2_STACK)
+_NO_RESERVATION = (None, "", "-", "0", "none")
 
 
-def is_hidden(snapshot: Snapshot) -> bool:
-    return snapshot.user_props.get(PROP_HIDDEN) == "true" or snapshot.defer_destroy
+@dataclasses.dataclass(frozen=True)
+class VolumeProperties:
+    """What a dataset holding a volume carries. ``at_creation`` goes into the create, clone or
+    receive call itself; ``thick`` asks for refreservation=auto once the size is final."""
 
-
-def is_clone_temp(snapshot: Snapshot) -> bool:
-    return snapshot.short_name.startswith(CLONE_PREFIX)
-
-
-def is_internal(snapshot: Snapshot) -> bool:
-    """Made by the driver and invisible to Cinder: a clone temp, or a snapshot Cinder deleted."""
-    return is_clone_temp(snapshot) or (snapshot_id_of(snapshot.name) is not None
-                                       and is_hidden(snapshot))
-
-
-def is_driver_made(snapshot: Snapshot) -> bool:
-    return snapshot.short_name.startswith((SNAPSHOT_PREFIX, CLONE_PREFIX))
+    at_creation: dict[str, str]
+    thick: bool
 
 
 class VolumeOperations:
@@ -112,10 +116,39 @@ class VolumeOperations:
         except errors.AlreadyExists:
             pass  # another cinder-volume (or a retry) made it first
 
-    def _owner_props(self, project_id: str, volume_id: str) -> dict[str, str]:
-        """What every new zvol of the driver carries: its owner, and ZVOL_PROPS."""
+    def owner_properties(self, project_id: str, volume_id: str,
+                         backend: str | None = None) -> dict[str, str]:
+        """The ownership marks: whose volume this is, on which backend."""
         return {PROP_VOLUME_ID: volume_id, PROP_PROJECT_ID: project_id,
-                PROP_BACKEND: self.backend, **ZVOL_PROPS}
+                PROP_BACKEND: backend or self.backend}
+
+    def volume_properties(self, project_id: str, volume_id: str, *,
+                          spec: VolumeSpec | None = None, source: str | None = None,
+                          backend: str | None = None) -> VolumeProperties:
+        """The one place that decides what a new dataset holding a volume carries.
+
+        - ownership marks, for ``backend`` (default: this one), and ZVOL_PROPS;
+        - the OCFS2 identity markers of ``source`` (the dataset or snapshot whose data the new
+          dataset holds), so every later clone of it gets a new filesystem UUID;
+        - compression and thick/thin: from ``spec`` when the volume type decides (create,
+          clone, group from source), else kept from ``source`` (revert by swap, migration).
+        """
+        props = {**self.owner_properties(project_id, volume_id, backend), **ZVOL_PROPS}
+        kept: dict = {}
+        if source is not None:
+            wanted = [*FILESYSTEM_IDENTITY] + (["compression", "refreservation"]
+                                               if spec is None else [])
+            kept = self.zfs.get_properties(source.partition("@")[0], wanted)
+            props.update({p: kept[p] for p in FILESYSTEM_IDENTITY if kept.get(p)})
+        if spec is not None:
+            props.update(spec.zfs_properties())
+            return VolumeProperties(props, thick=not spec.sparse)
+        props["compression"] = kept.get("compression") or self.defaults.compression
+        return VolumeProperties(props, thick=kept.get("refreservation") not in _NO_RESERVATION)
+
+    def _reserve_if_thick(self, name: str, props: VolumeProperties) -> None:
+        if props.thick:
+            self.zfs.set_properties(name, {"refreservation": "auto"})
 
     # -- volumes ---------------------------------------------------------------------------
 
@@ -123,10 +156,10 @@ class VolumeOperations:
                       spec: VolumeSpec) -> str:
         name = self.names.volume(project_id, volume_id)
         self.ensure_tenant(project_id)
-        props = {**spec.zfs_properties(), **self._owner_props(project_id, volume_id)}
+        props = self.volume_properties(project_id, volume_id, spec=spec)
         self.zfs.create_volume(name, round_up(size_gb * GiB, spec.volblocksize),
-                               sparse=spec.sparse, volblocksize=spec.volblocksize,
-                               properties=props)
+                               sparse=not props.thick, volblocksize=spec.volblocksize,
+                               properties=props.at_creation)
         return name
 
     def extend_volume(self, name: str, new_size_gb: int) -> None:
@@ -349,6 +382,15 @@ class VolumeOperations:
                          group_snapshot_id: str | None = None) -> None:
         """One ZFS call for all: one txg, all-or-nothing."""
         props = {PROP_GROUP_SNAPSHOT_ID: group_snapshot_id} if group_snapshot_id else None
+        self._snapshot(snapshot_names, props, group_snapshot_id)
+
+    def create_clone_temps(self, snapshot_names: list[str]) -> None:
+        """Temp snapshots behind clones and copies, marked as the driver's own when taken (a
+        clone-<uuid> name alone does not make a snapshot internal: zfs/names.py)."""
+        self._snapshot(snapshot_names, {PROP_INTERNAL: CLONE_TEMP})
+
+    def _snapshot(self, snapshot_names: list[str], props: dict | None,
+                  group_snapshot_id: str | None = None) -> None:
         self.index.creating(snapshot_names, group_snapshot_id)
         try:
             self.zfs.snapshot(snapshot_names, props)
@@ -420,14 +462,14 @@ class VolumeOperations:
                          "independent", depth, self.max_clone_depth, name)
                 mode = "independent"
         self.ensure_tenant(project_id)
-        props = {**spec.zfs_properties(), **self._owner_props(project_id, volume_id)}
+        props = self.volume_properties(project_id, volume_id, spec=spec, source=snapshot)
         if mode == "linked":
-            self.zfs.clone(snapshot, name, props)
+            self.zfs.clone(snapshot, name, props.at_creation)
             self.index.clone_made(snapshot, name)
         else:
-            self._copy(snapshot, name, props)
+            self._copy(snapshot, name, props.at_creation)
         try:
-            self._finish_clone(name, size_gb, spec)
+            self._finish_clone(name, size_gb, props)
         except Exception:
             self._destroy_new_volume(name)
             raise
@@ -441,13 +483,13 @@ class VolumeOperations:
         # receive brings the source snapshot along; the new volume starts with none.
         self.zfs.destroy(f"{name}@{snapshot.partition('@')[2]}")
 
-    def _finish_clone(self, name: str, size_gb: int, spec: VolumeSpec) -> None:
+    def _finish_clone(self, name: str, size_gb: int, props: VolumeProperties) -> None:
         volume = self.zfs.get_volume(name)
         wanted = round_up(size_gb * GiB, volume.volblocksize or 1)
         updates = {}
         if wanted > volume.volsize:
             updates["volsize"] = str(wanted)
-        if not spec.sparse:
+        if props.thick:
             updates["refreservation"] = "auto"
         if updates:
             self.zfs.set_properties(name, updates)
@@ -472,7 +514,7 @@ class VolumeOperations:
         ``requests``: (source dataset, project id, new volume id, size in GiB, spec).
         """
         temps = [self.names.clone_snapshot(src, vid) for src, _, vid, _, _ in requests]
-        self.create_snapshots(temps)
+        self.create_clone_temps(temps)
         made: list[str] = []
         try:
             for temp, (_, project_id, volume_id, size_gb, spec) in zip(temps, requests,
@@ -492,32 +534,50 @@ class VolumeOperations:
 
     # -- migration -------------------------------------------------------------------------
 
-    def copy_to_root(self, project_id: str, volume_id: str, dest: NameSpace) -> str:
+    def copy_to_root(self, project_id: str, volume_id: str, dest: NameSpace,
+                     dest_backend: str) -> str:
         """Copy a volume into another root on the same node (storage-assisted migration):
-        send|receive of a temp snapshot; the source is left for the caller to delete."""
+        send|receive of a temp snapshot; the source is left for the caller to delete. The copy
+        belongs to ``dest_backend`` and keeps the source's properties."""
         name = self.names.volume(project_id, volume_id)
         target = dest.volume(project_id, volume_id)
+        if self.zfs.exists(target):
+            # Never ours to replace or clean up: a leftover of an earlier attempt, or another
+            # volume's. The operator decides (compare, then `zfs destroy -r` it, or keep it).
+            raise errors.AlreadyExists(
+                f"cannot migrate {name}: {target} already exists on the destination; check "
+                f"what it holds and destroy it before retrying the migration", target)
+        props = self.volume_properties(project_id, volume_id, source=name, backend=dest_backend)
         temp = self.names.clone_snapshot(name, volume_id)
-        current = self.zfs.get_properties(name, ["compression", "refreservation"])
-        props = {**self._owner_props(project_id, volume_id),
-                 "compression": current.get("compression") or self.defaults.compression}
-        self.create_snapshots([temp])
+        received = f"{target}@{temp.partition('@')[2]}"  # receive brings the snapshot along
+        self.create_clone_temps([temp])
         try:
             self._create_parent(dest.tenant(project_id))
             LOG.info("Migrating %s to %s by send|receive", name, target)
-            result = self.zfs.send_receive(temp, target, props)
-            self.zfs.destroy(f"{target}@{temp.partition('@')[2]}")
-            if current.get("refreservation") not in (None, "", "0", "none"):
-                self.zfs.set_properties(target, {"refreservation": "auto"})
+            done = False
+            try:
+                result = self.zfs.send_receive(temp, target, props.at_creation)
+                done = True
+                self.zfs.destroy(received)
+                self._reserve_if_thick(target, props)
+            except Exception:
+                self._remove_failed_copy(target, received, done)
+                raise
             LOG.info("Migrated %s to %s: %s bytes in %s s", name, target, result.get("bytes"),
                      result.get("seconds"))
-        except Exception:
-            if self.zfs.exists(target):
-                self.zfs.destroy(target, recursive=True)
-            raise
         finally:
             self._destroy_quietly(temp)
         return target
+
+    def _remove_failed_copy(self, target: str, received: str, done: bool) -> None:
+        """Remove what a failed migration received, and only that: ``target`` is ours when the
+        receive finished or when it holds the snapshot we sent (a reply lost on the way)."""
+        try:
+            if done or self.zfs.exists(received):
+                self.zfs.destroy(target, recursive=True)
+        except errors.ZFSError as exc:
+            LOG.error("Could not remove the partial migration copy %s: %s; destroy it on the "
+                      "node before retrying", target, exc)
 
     # -- revert ----------------------------------------------------------------------------
 
@@ -551,15 +611,11 @@ class VolumeOperations:
         """Clone the target, promote the clone, and swap names: newer snapshots and their
         dependents move to a hidden copy instead of being destroyed."""
         scratch = self.names.revert_clone(project_id, volume_id)
-        props = self._owner_props(project_id, volume_id)
-        current = self.zfs.get_properties(name, ["compression", "refreservation"])
-        if current.get("compression"):
-            props["compression"] = current["compression"]
+        props = self.volume_properties(project_id, volume_id, source=name)
         LOG.info("Reverting %s to %s by clone-and-swap (newer snapshots have dependents)",
                  name, snapshot)
-        self.zfs.clone(snapshot, scratch, props)
-        if current.get("refreservation") not in (None, "", "0", "none"):
-            self.zfs.set_properties(scratch, {"refreservation": "auto"})  # stays thick
+        self.zfs.clone(snapshot, scratch, props.at_creation)
+        self._reserve_if_thick(scratch, props)  # a thick volume stays thick
         self.zfs.promote(scratch)
         self._swap_in(name, scratch, volume_id)
         self.index.refresh([name], "revert by clone-and-swap", volume_id=volume_id)
@@ -576,7 +632,7 @@ class VolumeOperations:
         periodic pass, under ``maintenance``). A revert holds its volume's lock from start to
         end, so a scratch clone whose lock is free belongs to a revert that died."""
         for volume in self.zfs.list_volumes(self.names.root):
-            if volume.name.rpartition("/")[2].startswith("revert-"):
+            if revert_scratch_id_of(volume.name):
                 with self.locks.hold([locks.owner_of(volume.name)], 0) as held:
                     if held:
                         self._repair_revert(volume.name)
@@ -598,8 +654,24 @@ class VolumeOperations:
                     dropped += 1
         return dropped
 
+    def mark_legacy_clone_temps(self) -> int:
+        """Mark the clone temps made before temps carried PROP_INTERNAL (start-up, once per
+        upgrade): a @clone-<X> whose clone is volume-<X> can only be the driver's. An unmarked
+        one without that clone stays an admin's as far as the driver knows: never destroyed."""
+        marked = 0
+        for snapshot in self.zfs.list_snapshots(self.names.root):
+            temp_for = clone_temp_id_of(snapshot.name)
+            if temp_for is None or PROP_INTERNAL in snapshot.user_props:
+                continue
+            if any(volume_id_of(clone) == temp_for for clone in snapshot.clones):
+                self.zfs.set_properties(snapshot.name, {PROP_INTERNAL: CLONE_TEMP})
+                marked += 1
+        if marked:
+            LOG.info("Marked %d clone temp snapshots made by an earlier version", marked)
+        return marked
+
     def _repair_revert(self, scratch: str) -> None:
-        volume_id = scratch.rpartition("/")[2][len("revert-"):]
+        volume_id = revert_scratch_id_of(scratch)
         project = scratch.rpartition("/")[0].rpartition("/")[2]
         name = self.names.volume(project, volume_id)
         if not self.zfs.exists(name):

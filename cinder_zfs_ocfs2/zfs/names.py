@@ -5,9 +5,14 @@ The storage model (DESIGN.md section 3)::
     <root>/<project_id>/volume-<volume uuid>             a Cinder volume (zvol)
     <root>/<project_id>/volume-<uuid>@snapshot-<uuid>    a Cinder snapshot
     <root>/<project_id>/volume-<uuid>@clone-<new uuid>   temp snapshot behind create_cloned_volume
+    <root>/<project_id>/revert-<uuid>                    scratch clone of a clone-and-swap revert
     <root>/.trash/volume-<uuid>.<tag>                    deleted by Cinder, still has dependents
 
 Tenant-supplied text never becomes a name: only UUIDs and project ids that pass validation.
+
+What the driver made is decided here and nowhere else (``is_driver_made``, ``is_internal``):
+a prefix followed by a valid UUID, and for internal objects the marker property the driver
+writes on them. A name alone never makes an admin's snapshot the driver's to destroy.
 ``NameSpace.check`` refuses anything outside the root; the agent runs it on every argument.
 Standard library only (the agent imports this module).
 """
@@ -18,6 +23,7 @@ import re
 import uuid
 
 from cinder_zfs_ocfs2.zfs.errors import InvalidArgument
+from cinder_zfs_ocfs2.zfs.types import PROP_HIDDEN, PROP_INTERNAL, Snapshot
 
 MAX_NAME_LEN = 255  # ZFS_MAX_DATASET_NAME_LEN - 1
 _COMPONENT = re.compile(r"^[A-Za-z0-9_.:-]+$")
@@ -26,6 +32,9 @@ TRASH = ".trash"
 VOLUME_PREFIX = "volume-"
 SNAPSHOT_PREFIX = "snapshot-"
 CLONE_PREFIX = "clone-"
+REVERT_PREFIX = "revert-"
+# PROP_INTERNAL's value on the temp snapshot behind a clone (the catalog's kind of the same).
+CLONE_TEMP = "clone-temp"
 
 
 def canonical_uuid(value: str) -> str:
@@ -69,26 +78,65 @@ def split_snapshot(name: str) -> tuple[str, str]:
     return dataset, short
 
 
-def snapshot_id_of(name: str) -> str | None:
-    """The Cinder snapshot UUID of '...@snapshot-<uuid>', else None."""
-    short = name.rpartition("@")[2]
-    if not short.startswith(SNAPSHOT_PREFIX):
+def _uuid_after(text: str, prefix: str) -> str | None:
+    """The UUID of '<prefix><uuid>', else None."""
+    if not text.startswith(prefix):
         return None
     try:
-        return canonical_uuid(short[len(SNAPSHOT_PREFIX):])
+        return canonical_uuid(text[len(prefix):])
     except InvalidArgument:
         return None
+
+
+def snapshot_id_of(name: str) -> str | None:
+    """The Cinder snapshot UUID of '...@snapshot-<uuid>', else None."""
+    return _uuid_after(name.rpartition("@")[2], SNAPSHOT_PREFIX)
+
+
+def clone_temp_id_of(name: str) -> str | None:
+    """The new volume's UUID in '...@clone-<uuid>' (the name of a clone temp), else None."""
+    return _uuid_after(name.rpartition("@")[2], CLONE_PREFIX)
 
 
 def volume_id_of(dataset: str) -> str | None:
-    """The Cinder volume UUID of '.../volume-<uuid>[@...]', else None."""
+    """The Cinder volume UUID of '.../volume-<uuid>[.tag][@...]', else None."""
     last = dataset.partition("@")[0].rpartition("/")[2]
-    if not last.startswith(VOLUME_PREFIX):
-        return None
-    try:
-        return canonical_uuid(last[len(VOLUME_PREFIX):].partition(".")[0])
-    except InvalidArgument:
-        return None
+    return _uuid_after(last.partition(".")[0], VOLUME_PREFIX)
+
+
+def revert_scratch_id_of(dataset: str) -> str | None:
+    """The volume UUID of a clone-and-swap scratch dataset '.../revert-<uuid>', else None."""
+    return _uuid_after(dataset.rpartition("/")[2], REVERT_PREFIX)
+
+
+# -- what the driver made (the one place that decides) ----------------------------------------
+
+def is_hidden(snapshot: Snapshot) -> bool:
+    """Deleted by Cinder while clones depend on it (marked hidden, or destroyed deferred)."""
+    return snapshot.user_props.get(PROP_HIDDEN) == "true" or snapshot.defer_destroy
+
+
+def is_clone_temp(snapshot: Snapshot) -> bool:
+    """The driver's temp snapshot behind a clone: named clone-<uuid> AND marked as one when it
+    was taken. An admin's @clone-before-upgrade, or an unmarked @clone-<uuid>, is not."""
+    return clone_temp_id_of(snapshot.name) is not None and \
+        snapshot.user_props.get(PROP_INTERNAL) == CLONE_TEMP
+
+
+def is_cinder_snapshot(snapshot: Snapshot) -> bool:
+    """Named snapshot-<uuid>: a Cinder snapshot, live or hidden."""
+    return snapshot_id_of(snapshot.name) is not None
+
+
+def is_internal(snapshot: Snapshot) -> bool:
+    """Made by the driver and invisible to Cinder: a clone temp, or a Cinder snapshot that
+    Cinder deleted while clones still depend on it. Only these may be destroyed unasked."""
+    return is_clone_temp(snapshot) or (is_cinder_snapshot(snapshot) and is_hidden(snapshot))
+
+
+def is_driver_made(snapshot: Snapshot) -> bool:
+    """A Cinder snapshot or a clone temp; anything else is an admin's and is never destroyed."""
+    return is_cinder_snapshot(snapshot) or is_clone_temp(snapshot)
 
 
 class NameSpace:
@@ -115,7 +163,7 @@ class NameSpace:
 
     def revert_clone(self, project_id: str, volume_id: str) -> str:
         """Scratch dataset of a clone-and-swap revert."""
-        return f"{self.tenant(project_id)}/revert-{canonical_uuid(volume_id)}"
+        return f"{self.tenant(project_id)}/{REVERT_PREFIX}{canonical_uuid(volume_id)}"
 
     @staticmethod
     def snapshot(volume_dataset: str, snapshot_id: str) -> str:

@@ -12,6 +12,13 @@ PROP_SNAPSHOT_ID = USER_PROP_PREFIX + "snapshot_id"
 PROP_GROUP_SNAPSHOT_ID = USER_PROP_PREFIX + "group_snapshot_id"
 # Set on a dataset/snapshot Cinder deleted while clones still depend on it.
 PROP_HIDDEN = USER_PROP_PREFIX + "hidden"
+# The filesystem on a volume formatted by the driver ("ocfs2") and its cluster stack: the
+# identity that must travel to every copy (export/ocfs2.py writes them).
+PROP_FILESYSTEM = USER_PROP_PREFIX + "filesystem"
+PROP_OCFS2_STACK = USER_PROP_PREFIX + "ocfs2_cluster_stack"
+# Set when taken on snapshots the driver makes for itself (value: names.CLONE_TEMP), so that
+# the name alone never makes a snapshot internal (an admin may call one @clone-anything).
+PROP_INTERNAL = USER_PROP_PREFIX + "internal"
 # Set on a volume while a clone-and-swap or promote is in flight (crash repair marker).
 PROP_OPERATION = USER_PROP_PREFIX + "operation"
 

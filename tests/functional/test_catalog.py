@@ -317,6 +317,7 @@ def server_catalog(mariadb_url):
     clock = Clock()
     cat = Catalog.from_url(mariadb_url, clock=clock)
     cat.clock = clock
+    cat.ping()   # opening connects lazily: create the schema now
     yield cat
     cat.close()
     server_db._wipe(engine)

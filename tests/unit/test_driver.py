@@ -67,12 +67,13 @@ def drv(make_driver):
     return make_driver()
 
 
-def volume_obj(size=1, extra_specs=None, multiattach=False, attachments=(), project=PROJECT):
-    kwargs = {"volume_type_id": None}
+def volume_obj(size=1, extra_specs=None, multiattach=False, attachments=(), project=PROJECT,
+               **fields):
+    kwargs = {"volume_type_id": None, **fields}
     if extra_specs is not None:
         vtype = objects.VolumeType(context=CTX, id=str(uuid.uuid4()), name="zfs-type",
                                    extra_specs=extra_specs)
-        kwargs = {"volume_type_id": vtype.id, "volume_type": vtype}
+        kwargs.update(volume_type_id=vtype.id, volume_type=vtype)
     return objects.Volume(
         context=CTX, id=str(uuid.uuid4()), _name_id=None, project_id=project, size=size,
         multiattach=multiattach, display_name="tenant text; never a name",
@@ -478,12 +479,59 @@ def test_stats(drv):
     assert stats["location_info"].endswith(f":{ROOT}")
 
 
-def test_stats_when_the_node_is_unreachable(drv):
+def test_stats_when_the_node_is_unreachable_say_down_and_recover(drv):
     drv, fake = drv
+    assert drv.get_volume_stats(refresh=True)["backend_state"] == "up"
     fake.fail("pool_capacity", errors.TransportError("timed out"))
-    with pytest.raises(exception.VolumeBackendAPIException) as info:
-        drv.get_volume_stats(refresh=True)
-    assert "storage node unreachable" in str(info.value)
+    stats = drv.get_volume_stats(refresh=True)  # never raises: the service stays up
+    assert stats["backend_state"] == "down" and "timed out" in stats["backend_state_reason"]
+    assert stats["free_capacity_gb"] == 0 and stats["total_capacity_gb"] == 0
+    assert stats["volume_backend_name"] == "zfs-unit" and stats["location_info"]
+    stats = drv.get_volume_stats(refresh=True)  # the node answers again
+    assert stats["backend_state"] == "up" and stats["free_capacity_gb"] == 1024
+
+
+def test_a_failing_periodic_reclaim_never_fails_the_stats(make_driver):
+    drv, fake = make_driver(zfs_catalog_reconcile_interval=1)
+    drv.ops.index.last_reconcile = 0  # the interval has passed
+    fake.fail("list", errors.ZFSError("I/O error"),
+              when=lambda a: a["name"] == drv.ops.names.trash_root)
+    stats = drv.get_volume_stats(refresh=True)
+    assert stats["backend_state"] == "up"
+    assert fake.called("list")  # the reclaim did run (and failed)
+
+
+def test_total_snapshots_counts_only_cinder_snapshots(drv):
+    drv, fake = drv
+    vol = volume_obj()
+    drv.create_volume(vol)
+    kept, hidden = snapshot_obj(vol), snapshot_obj(vol)
+    drv.create_snapshot(kept)
+    drv.create_snapshot(hidden)
+    drv.create_volume_from_snapshot(volume_obj(), hidden)
+    drv.delete_snapshot(hidden)                  # hidden: Cinder no longer has it
+    drv.create_cloned_volume(volume_obj(), vol)  # a clone temp
+    fake.call("snapshot", names=[f"{zvol(vol)}@admin"])
+    drv.ops.index.reconcile("test")              # the admin's snapshot is in the catalog too
+    assert drv.get_volume_stats(refresh=True)["total_snapshots"] == 1
+
+
+def test_provisioning_type_is_honoured_and_the_scheduler_view_adds_up(drv):
+    drv, fake = drv
+    thick = volume_obj(size=2, extra_specs={"provisioning:type": "thick"})
+    thin = volume_obj(size=3, extra_specs={"provisioning:type": "thin"})
+    drv.create_volume(thick)
+    drv.create_volume(thin)
+    assert drv.zfs.get_properties(zvol(thick), ["refreservation"]) == \
+        {"refreservation": str(2 * GiB)}
+    assert drv.zfs.get_properties(zvol(thin), ["refreservation"]) == {"refreservation": "0"}
+    stats = drv.get_volume_stats(refresh=True)
+    # provisioned space is Cinder's own allocated_capacity_gb (no listing in the stats poll)
+    assert "provisioned_capacity_gb" not in stats
+    assert stats["free_capacity_gb"] == stats["total_capacity_gb"] - 2  # only thick reserves
+    with pytest.raises(exception.InvalidInput):
+        drv.create_volume(volume_obj(extra_specs={"provisioning:type": "thick",
+                                                  "zfs:sparse": "true"}))
 
 
 # -- images: streamed through the agent ----------------------------------------------------
@@ -570,3 +618,135 @@ def test_image_to_a_missing_volume_names_it(drv, scratch, monkeypatch):
     vol = volume_obj()
     with pytest.raises(exception.VolumeBackendAPIException, match=vol.id):
         drv.copy_image_to_volume(CTX, vol, None, "img-3")
+
+
+# -- issue 16: OCFS2 identity on every path, manage, migration, retype ----------------------
+
+OCFS2_TYPE = {"ocfs2:format": "true", "ocfs2:slots": "2", "ocfs2:cluster_stack": "o2cb"}
+
+
+@pytest.fixture
+def ocfs2_node(drv):
+    """The driver with the node's OCFS2 calls faked (the fake node has no mkfs.ocfs2)."""
+    drv, fake = drv
+    made = []
+
+    def fmt(dataset, spec, volume_id):
+        return {"uuid": f"uuid-{len(made)}", "label": "l", "slots": spec.slots,
+                "cluster_stack": spec.cluster_stack}
+
+    def new_identity(dataset, label, stack):
+        made.append(dataset)
+        return {"uuid": f"uuid-{len(made)}", "label": label, "slots": 2, "cluster_stack": stack}
+
+    drv.ocfs2 = mock.Mock(format=mock.Mock(side_effect=fmt),
+                          new_identity=mock.Mock(side_effect=new_identity))
+    return drv, fake, made
+
+
+def volume_with_snapshot(drv, **kw):
+    vol = volume_obj(**kw)
+    drv.create_volume(vol)
+    snap = snapshot_obj(vol)
+    drv.create_snapshot(snap)
+    return vol, snap
+
+
+def test_a_clone_of_a_reverted_ocfs2_volume_gets_a_new_uuid(ocfs2_node):
+    drv, fake, reidentified = ocfs2_node
+    vol, snap = volume_with_snapshot(drv, extra_specs=OCFS2_TYPE)
+    first = volume_obj()
+    drv.create_cloned_volume(first, vol)      # a newer temp snapshot with a dependent
+    drv.revert_to_snapshot(CTX, vol, snap)    # by clone-and-swap
+    assert fake.called("promote")
+    later = volume_obj()
+    update = drv.create_cloned_volume(later, vol)
+    assert reidentified == [zvol(first), zvol(later)]
+    assert update["metadata"]["ocfs2_cluster_stack"] == "o2cb"
+
+
+def test_bad_ocfs2_specs_are_refused_before_a_clone_exists(ocfs2_node):
+    drv, fake, _ = ocfs2_node
+    vol, snap = volume_with_snapshot(drv, extra_specs=OCFS2_TYPE)
+    before = fake.tree()
+    bad = {**OCFS2_TYPE, "ocfs2:slots": "0"}
+    with pytest.raises(exception.InvalidInput):
+        drv.create_volume_from_snapshot(volume_obj(extra_specs=bad), snap)
+    with pytest.raises(exception.InvalidInput):
+        drv.create_cloned_volume(volume_obj(extra_specs=bad), vol)
+    assert fake.tree() == before and not fake.called("clone")
+
+
+def test_retype_that_changes_ocfs2_specs_is_not_done_in_place(drv):
+    drv, fake = drv
+    vol = volume_obj(extra_specs={"zfs:compression": "lz4"})
+    vol.host = "h@zfs-unit#zfs-unit"
+    drv.create_volume(vol)
+    host = {"host": "h@zfs-unit#zfs-unit"}
+    calls = len(fake.calls)
+    assert drv.retype(CTX, vol, {"extra_specs": {"ocfs2:format": "true"}}, {}, host) == \
+        (False, None)
+    assert not [op for op, _ in fake.calls[calls:] if op == "set"]
+    with pytest.raises(exception.InvalidInput):
+        drv.retype(CTX, vol, {"extra_specs": {"ocfs2:slots": "x", "ocfs2:format": "true"}},
+                   {}, host)
+    assert drv.retype(CTX, vol, {"extra_specs": {"zfs:compression": "zstd",
+                                                 "ocfs2:format": "false"}}, {}, host) == \
+        (True, None)
+    assert drv.zfs.get_properties(zvol(vol), ["compression"]) == {"compression": "zstd"}
+
+
+def test_manage_refusals_are_invalid_references_and_change_nothing(drv):
+    drv, fake = drv
+    alice, snap = volume_with_snapshot(drv, project="palice")
+    drv.create_volume_from_snapshot(volume_obj(project="palice"), snap)
+    drv.delete_snapshot(snap)                              # hidden, deferred
+    bob = volume_obj(project="pbob")
+    before = fake.tree()
+    for ref in ({"source-name": f"volume-{alice.id}"}, {"source-name": "no-such-zvol"},
+                {"source-name": "a/../b"}, {"wrong-key": "x"}):
+        with pytest.raises(exception.ManageExistingInvalidReference):
+            drv.manage_existing_get_size(bob, ref)
+        with pytest.raises(exception.ManageExistingInvalidReference):
+            drv.manage_existing(bob, ref)
+    with pytest.raises(exception.ManageExistingInvalidReference) as info:
+        drv.manage_existing_snapshot(snapshot_obj(alice),
+                                     {"source-name": zsnap(snap).partition("@")[2]})
+    assert "hidden" in str(info.value)
+    assert fake.tree() == before
+    listing = drv.get_manageable_volumes([bob], None, 100, 0, ["size"], ["asc"])
+    entry = next(e for e in listing if alice.id in e["reference"]["source-name"])
+    assert entry["safe_to_manage"] is False and "palice" in entry["reason_not_safe"]
+
+
+def test_update_migrated_volume_renames_only_an_available_volume(drv):
+    drv, fake = drv
+    for status, renamed in (("in-use", False), ("available", True)):
+        original = volume_obj()
+        migrated = volume_obj(provider_location="127.0.0.1:3260,1 iqn.x:volume-new 0")
+        drv.create_volume(migrated)
+        update = drv.update_migrated_volume(CTX, original, migrated, status)
+        if renamed:
+            assert update == {"_name_id": None, "provider_location": None}
+            assert drv.zfs.exists(zvol(original)) and not drv.zfs.exists(zvol(migrated))
+            assert drv.zfs.get_volume(zvol(original)).user_props["org.openstack.cinder:"
+                                                                  "volume_id"] == original.id
+        else:  # the export was built from the current name: keep both
+            assert update == {"_name_id": migrated.id,
+                              "provider_location": migrated.provider_location}
+            assert drv.zfs.exists(zvol(migrated)) and not drv.zfs.exists(zvol(original))
+
+
+def test_storage_assisted_migration_names_the_destination_backend(make_driver):
+    fake = FakeZFS("tank")
+    src, _ = make_driver(fake, zfs_root_dataset="tank/a")
+    dest, _ = make_driver(fake, zfs_root_dataset="tank/b", volume_backend_name="zfs-b")
+    vol = volume_obj(status="available", extra_specs={"provisioning:type": "thick"})
+    src.create_volume(vol)
+    host = {"host": "h@zfs-b#zfs-b", "capabilities": dest.get_volume_stats(refresh=True)}
+    assert src.migrate_volume(CTX, vol, host) == (True, None)
+    moved = dest.ops.names.volume(vol.project_id, vol.id)
+    props = dest.zfs.get_properties(moved, ["org.openstack.cinder:backend", "refreservation"])
+    assert props == {"org.openstack.cinder:backend": "zfs-b", "refreservation": str(GiB)}
+    assert not src.zfs.exists(src.ops.names.volume(vol.project_id, vol.id))
+

@@ -233,7 +233,7 @@ def test_the_revert_fast_path_tells_the_catalog_what_it_destroyed(catalog):
     ops, _ = operations(catalog)
     vid, name, target = volume_with_snapshot(ops)
     temp = NS.clone_snapshot(name, new_id())
-    ops.create_snapshots([temp])            # an internal snapshot without dependents
+    ops.create_clone_temps([temp])          # an internal snapshot without dependents
     ops.index.flush()
     assert catalog.get(temp) is not None
     ops.revert(PROJECT, vid, target)

@@ -37,6 +37,7 @@ def server_catalog():
     clock = Clock()
     cat = Catalog.from_url(URL, clock=clock)
     cat.clock = clock
+    cat.ping()   # opening connects lazily: create the schema now
     yield cat
     cat.close()
     _wipe(engine)

@@ -88,3 +88,26 @@ def test_round_up():
     assert round_up(16384, 16384) == 16384
     assert round_up(16385, 16384) == 32768
     assert round_up(3 * 1024 ** 3, 131072) == 3 * 1024 ** 3
+
+
+@pytest.mark.parametrize("extra,sparse", [
+    ({"provisioning:type": "thick"}, False),
+    ({"provisioning:type": "Thin"}, True),
+    ({"provisioning:type": "thick", "zfs:sparse": "false"}, False),
+    ({"provisioning:type": "thin", "zfs:sparse": "true"}, True),
+    ({"zfs:sparse": "false"}, False),
+])
+def test_provisioning_type_decides_thin_or_thick(extra, sparse):
+    assert volume_spec(extra, DEFAULTS).sparse is sparse
+    thick_defaults = VolumeSpec(sparse=False, compression="lz4", volblocksize=16384,
+                                clone_mode="linked")
+    assert volume_spec(extra, thick_defaults).sparse is sparse
+
+
+@pytest.mark.parametrize("extra,words", [
+    ({"provisioning:type": "fat"}, "thin or thick"),
+    ({"provisioning:type": "thick", "zfs:sparse": "true"}, "disagree"),
+])
+def test_bad_or_contradictory_provisioning_is_refused(extra, words):
+    with pytest.raises(InvalidArgument, match=words):
+        volume_spec(extra, DEFAULTS)

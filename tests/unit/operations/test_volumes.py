@@ -32,16 +32,6 @@ def make_ops(fake, **kwargs) -> VolumeOperations:
     return ops
 
 
-@pytest.fixture
-def fake():
-    return FakeZFS(ROOT)
-
-
-@pytest.fixture
-def ops(fake):
-    return make_ops(fake)
-
-
 def volume(ops, fake, data=b"", spec=SPARSE, size=1):
     vid = new_id()
     name = ops.create_volume(PROJECT, vid, size, spec)
@@ -274,7 +264,7 @@ def test_two_clones_of_one_volume_in_a_row(ops, fake):
 
 def test_volume_with_only_internal_unpinned_snapshots_is_destroyed(ops, fake):
     vid, name = volume(ops, fake)
-    ops.zfs.snapshot([NS.clone_snapshot(name, new_id())])  # a leftover temp snapshot
+    ops.create_clone_temps([NS.clone_snapshot(name, new_id())])  # a leftover temp snapshot
     ops.delete_volume(PROJECT, vid)
     assert leftovers(fake) == []
 
@@ -404,7 +394,7 @@ def test_revert_fast_path_rolls_back(ops, fake):
     vid, name = volume(ops, fake, b"target")
     snap = snapshot(ops, name)
     fake.write(name, b"changed")
-    ops.zfs.snapshot([NS.clone_snapshot(name, new_id())])  # internal, nothing depends on it
+    ops.create_clone_temps([NS.clone_snapshot(name, new_id())])  # internal, nothing depends on it
     fake.write(name, b"changed again")
     ops.revert(PROJECT, vid, snap)
     assert fake.read(name) == b"target" and fake.tree(name) == [name, snap]

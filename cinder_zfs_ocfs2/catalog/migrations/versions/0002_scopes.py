@@ -89,20 +89,22 @@ def upgrade() -> None:
 def downgrade() -> None:
     # Names become globally unique again: with two scopes holding one name this fails, and the
     # operator must drop one scope's rows first (reconciliation rebuilds them from the pool).
+    # The foreign keys go first: MySQL/MariaDB will not drop an index (the (scope_id, ...)
+    # unique constraints) that still backs a foreign key.
     with op.batch_alter_table("zfs_clone_edges") as batch:
+        batch.drop_constraint("fk_zfs_clone_edges_scope", type_="foreignkey")
         batch.drop_index("ix_zfs_clone_edges_scope_origin")
         batch.create_index("ix_zfs_clone_edges_origin_name", ["origin_name"])
         batch.drop_constraint("uq_zfs_clone_edges_scope_dependent", type_="unique")
         batch.create_unique_constraint("uq_zfs_clone_edges_dependent", ["dependent"])
-        batch.drop_constraint("fk_zfs_clone_edges_scope", type_="foreignkey")
         batch.drop_column("scope_id")
     with op.batch_alter_table("zfs_snapshots") as batch:
+        batch.drop_constraint("fk_zfs_snapshots_scope", type_="foreignkey")
         batch.drop_index("ix_zfs_snapshots_scope_dataset")
         batch.drop_index("ix_zfs_snapshots_scope_state")
         batch.create_index("ix_zfs_snapshots_dataset", ["dataset"])
         batch.create_index("ix_zfs_snapshots_backend_state", ["backend", "state"])
         batch.drop_constraint("uq_zfs_snapshots_scope_name", type_="unique")
         batch.create_unique_constraint("uq_zfs_snapshots_zfs_name", ["zfs_name"])
-        batch.drop_constraint("fk_zfs_snapshots_scope", type_="foreignkey")
         batch.drop_column("scope_id")
     op.drop_table("zfs_catalog_scopes")
