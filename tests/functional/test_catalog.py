@@ -164,9 +164,9 @@ def test_drift_verify_reports_it_reconcile_fixes_it_pool_untouched(node, make_dr
     # And a crash between an intent row and its ZFS call: the snapshot never reached the pool.
     lost_id = str(uuid.uuid4())
     never = drv.ops.names.snapshot(zvol(drv, vb), lost_id)
-    with Catalog.from_url(f"sqlite:///{tmp_path}/catalog.sqlite") as catalog:
-        catalog.begin_snapshot(never, snapshot_id=lost_id, volume_id=vb.id, project_id=pb,
-                               backend="zfs-ft")
+    # (through the driver's own catalog: rows belong to the backend's scope)
+    drv.ops.index.catalog.begin_snapshot(never, snapshot_id=lost_id, volume_id=vb.id,
+                                         project_id=pb, backend="zfs-ft")
     before = pool_state(node, root)
 
     table = cli.run("verify", "--stale-after", "0")
