@@ -57,7 +57,9 @@ def copy_exact(source, sink, size: int) -> int:
 
 
 def encode(message: dict) -> bytes:
-    return json.dumps(message, separators=(",", ":"), sort_keys=True).encode() + b"\n"
+    """One line, keys in the order given: requests and replies put "id" first, so that a frame
+    too long to parse can still be answered by its id (peek_id)."""
+    return json.dumps(message, separators=(",", ":")).encode() + b"\n"
 
 
 def _no_constants(name: str):

@@ -5,11 +5,16 @@ request is multiplexed over it: callers send a JSON line with an id and wait for
 that id, which a reader thread hands over. A broken session fails the calls in flight with
 TransportError (their outcome on the node is unknown) and is reopened, with backoff, by the
 next call. Host keys are checked strictly against a known_hosts file unless configured off.
+
+A call's deadline is "no reply and no progress for ``timeout`` seconds", not its total time:
+long operations (send|receive) report progress while they run, so a copy of any size
+completes, and a node that stops answering is still noticed within ``timeout``.
 """
 
 from __future__ import annotations
 
 import itertools
+import logging as std_logging
 import threading
 import time
 from typing import Any
@@ -23,12 +28,17 @@ from cinder_zfs_ocfs2.zfs import errors
 LOG = logging.getLogger(__name__)
 
 
-class _Pending:
-    __slots__ = ("event", "reply")
+PROGRESS_LOG_INTERVAL = 30.0  # seconds between INFO lines about one call's progress
 
-    def __init__(self):
+
+class _Pending:
+    __slots__ = ("event", "reply", "op", "heard_at", "logged_at")
+
+    def __init__(self, op: str):
         self.event = threading.Event()
         self.reply: dict | None = None
+        self.op = op
+        self.heard_at = self.logged_at = time.monotonic()  # last reply or progress
 
 
 def _read_hello(stdout, where: str) -> dict:
@@ -90,6 +100,9 @@ class _Session:
                 if reply.get("id") is None:
                     LOG.error("Agent on %s refused a frame: %s", self.where, reply.get("error"))
                     continue
+                if "progress" in reply and "ok" not in reply:
+                    self._progress(reply)
+                    continue
                 with self._pending_lock:
                     pending = self._pending.pop(reply["id"], None)
                 if pending is not None:
@@ -98,6 +111,19 @@ class _Session:
         except Exception as exc:  # socket errors end the session, never the process
             reason = f"session broke: {exc}"
         self.fail_all(reason)
+
+    def _progress(self, frame: dict) -> None:
+        with self._pending_lock:
+            pending = self._pending.get(frame["id"])
+        if pending is None:
+            return
+        now = pending.heard_at = time.monotonic()
+        info = frame.get("progress") or {}
+        level = std_logging.DEBUG
+        if now - pending.logged_at >= PROGRESS_LOG_INTERVAL:
+            pending.logged_at, level = now, std_logging.INFO
+        LOG.log(level, "%s on %s: %s MiB copied in %s s", pending.op, self.where,
+                int(info.get("bytes", 0)) >> 20, info.get("seconds"))
 
     def _drain_stderr(self) -> None:
         # The channel's flow-control window is shared: unread stderr would stall stdout.
@@ -118,11 +144,13 @@ class _Session:
             item.event.set()
 
     def request(self, op: str, args: dict, timeout: float) -> Any:
+        """Run ``op`` on the node; TransportError when neither its reply nor progress from it
+        came for ``timeout`` seconds."""
         request_id = next(self._ids)
-        pending = _Pending()
+        pending = _Pending(op)
         with self._pending_lock:
             self._pending[request_id] = pending
-        data = protocol.encode({"id": request_id, "op": op, "args": args})
+        data = protocol.encode({"id": request_id, "op": op, "args": args, "progress": True})
         try:
             with self._write_lock:
                 self.channel.sendall(data)
@@ -131,12 +159,13 @@ class _Session:
                 self._pending.pop(request_id, None)
             self.fail_all(f"send failed: {exc}")
             raise errors.TransportError(f"{self.where}: cannot send {op}: {exc}") from None
-        if not pending.event.wait(timeout):
-            with self._pending_lock:
-                self._pending.pop(request_id, None)
-            raise errors.TransportError(
-                f"{self.where}: no reply to {op} within {timeout} s; it may still complete on "
-                f"the node")
+        while not pending.event.wait(max(0.0, pending.heard_at + timeout - time.monotonic())):
+            if time.monotonic() - pending.heard_at >= timeout:
+                with self._pending_lock:
+                    self._pending.pop(request_id, None)
+                raise errors.TransportError(
+                    f"{self.where}: no reply to {op} and no progress within {timeout} s; it may "
+                    f"still complete on the node (zfs_ssh_timeout)")
         return _result(pending.reply)
 
     def close(self) -> None:
