@@ -12,6 +12,7 @@ import pytest
 from cinder_zfs_ocfs2.agent import policy
 from cinder_zfs_ocfs2.agent.ops import NodeOperations
 from cinder_zfs_ocfs2.zfs import errors
+from tests.unit.agent.guarded import GuardedOperations
 from tests.unit.zfs.fakes import RecordingOperations
 
 ROOT = "tank/cinder"
@@ -21,24 +22,9 @@ NEW = f"{ROOT}/p1/volume-{uuid.UUID(int=3)}"
 USER = "org.openstack.cinder:volume_id"
 
 
-class UntouchableLzc:
-    """A libzfs_core that must never be reached."""
-
-    def __getattr__(self, name):
-        def called(*args, **kwargs):
-            raise AssertionError(f"libzfs_core.{name} reached with {args!r:.200}")
-        return called
-
-
-class Operations(RecordingOperations):
-    def __init__(self, replies=None):
-        super().__init__(ROOT, replies=replies)
-        self.lzc = UntouchableLzc()
-
-
 @pytest.fixture
 def ops():
-    return Operations(replies={"get": "volsize\t1073741824\tlocal\n"})
+    return GuardedOperations(ROOT, replies={"get": "volsize\t1073741824\tlocal\n"})
 
 
 def refused(func, *args, match=None, **kwargs):
@@ -163,7 +149,7 @@ def test_the_longest_tag_zfs_takes_passes():
 
 def test_the_kernel_panicking_hold_never_reaches_libzfs_core():
     # 100,000 characters: OpenZFS 2.1 panics in fnvlist_add_string() (issue 14).
-    ops = Operations()
+    ops = GuardedOperations(ROOT)
     exc = refused(ops.hold, SNAP, "x" * 100_000)
     assert len(exc.message) < 300  # and the refusal does not echo it back
 
@@ -184,7 +170,7 @@ def test_readable_property_names(ops, props):
     f"{ROOT}/" + "/".join(["a"] * 200),
 ])
 def test_names_longer_than_zfs_takes(name):
-    ops = Operations()
+    ops = GuardedOperations(ROOT)
     refused(ops.exists, name)
     refused(ops.destroy, name)
     refused(ops.hold, name, "t")
