@@ -58,6 +58,7 @@ class NodeOperations:
             policy.option_safe(name, "root dataset")
         self.busy_retries = BUSY_RETRIES
         self.lzc = load_pyzfs() if pyzfs == "auto" else pyzfs
+        # In front of every command the agent runs (the tests run a scripted `zfs` this way).
         self._prefix = list(command_prefix or [])
         self._ops = {
             "version": self.version,

@@ -71,15 +71,21 @@ class _Child:
         return self.proc.poll() not in (None, 0)
 
     def stop(self) -> None:
-        if not self.running:
-            return
-        self.stopped = True
-        self.proc.terminate()
-        try:
-            self.proc.wait(STOP_GRACE)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        if self.running:
+            self.stopped = True
+            stop_process(self.proc, STOP_GRACE)
+
+
+def stop_process(proc: subprocess.Popen, grace: float) -> None:
+    """SIGTERM, then SIGKILL when ``proc`` is still there after ``grace`` seconds; reaped."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 class SendReceive:

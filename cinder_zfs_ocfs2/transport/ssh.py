@@ -176,21 +176,16 @@ class _Session:
             pass
 
 
-class SSHTransport:
-    def __init__(self, host: str, port: int, user: str, key_file: str, known_hosts: str | None,
-                 strict_host_key: bool = True, command: str = "cinder-zfs-agent",
-                 timeout: float = 300, connect_retries: int = 3, connect_timeout: float = 30,
-                 backoff: float = 1.0):
-        self.where = f"{user}@{host}:{port}"
-        self._connect_args = dict(hostname=host, port=port, username=user,
-                                  key_filename=key_file, look_for_keys=False, allow_agent=False,
-                                  timeout=connect_timeout, banner_timeout=connect_timeout,
-                                  auth_timeout=connect_timeout)
-        self._known_hosts = known_hosts
-        self._strict = strict_host_key
-        self._command = command
+class AgentTransport:
+    """A transport to a cinder-zfs-agent: one session shared by every call, and a channel of
+    its own per volume data stream. Subclasses say how a channel running the agent is opened."""
+
+    unreachable_hint = "Check that the agent can run"  # ends "cannot reach" errors
+
+    def __init__(self, where: str, timeout: float, retries: int, backoff: float):
+        self.where = where
         self._timeout = timeout
-        self._retries = connect_retries
+        self._retries = retries
         self._backoff = backoff
         self._session: _Session | None = None
         self._connect_lock = threading.Lock()
@@ -200,33 +195,12 @@ class SSHTransport:
         return dict(self._get_session().hello)
 
     def _open(self) -> _Session:
-        client = paramiko.SSHClient()
-        if self._known_hosts:
-            try:
-                client.load_host_keys(self._known_hosts)
-            except FileNotFoundError:
-                if self._strict:
-                    raise errors.TransportError(
-                        f"known_hosts file {self._known_hosts} does not exist: add the storage "
-                        f"node's host key to it (zfs_ssh_known_hosts_file)") from None
-        client.set_missing_host_key_policy(
-            paramiko.RejectPolicy() if self._strict else paramiko.WarningPolicy())
-        try:
-            client.connect(**self._connect_args)
-            channel = client.get_transport().open_session()
-            channel.exec_command(self._command)
-            return _Session(client, channel, self.where)
-        except errors.ZFSError:
-            client.close()
-            raise
-        except paramiko.BadHostKeyException as exc:
-            client.close()
-            raise errors.TransportError(
-                f"host key of {self.where} does not match {self._known_hosts}: {exc}. If the "
-                f"node was rebuilt, replace its entry; otherwise treat this as an attack") from None
-        except (paramiko.SSHException, OSError) as exc:
-            client.close()
-            raise errors.TransportError(f"cannot reach storage node {self.where}: {exc}") from None
+        """A new session: a channel running the agent, its hello read."""
+        raise NotImplementedError
+
+    def _stream_channel(self):
+        """A new channel running the agent, for one volume data stream."""
+        raise NotImplementedError
 
     def _get_session(self) -> _Session:
         session = self._session
@@ -250,23 +224,16 @@ class SSHTransport:
                     LOG.warning("Attempt %d/%d to reach %s failed: %s", attempt + 1,
                                 self._retries, self.where, exc)
             raise errors.TransportError(
-                f"{last}. Check zfs_ssh_host/port/user/private_key and that the node is up "
-                f"(tried {self._retries} times)")
+                f"{last}. {self.unreachable_hint} (tried {self._retries} times)")
 
     def call(self, op: str, **args: Any) -> Any:
         return self._get_session().request(op, args, self._timeout)
 
-    # -- volume data: a channel of its own per stream, on the same SSH connection ----------
+    # -- volume data: a channel of its own per stream --------------------------------------
 
     def _open_stream(self, op: str, args: dict):
+        channel = self._stream_channel()
         try:
-            channel = self._get_session().client.get_transport().open_session()
-        except (paramiko.SSHException, OSError) as exc:
-            raise errors.TransportError(f"{self.where}: cannot open a {op} stream: "
-                                        f"{exc}") from None
-        try:
-            channel.settimeout(self._timeout)
-            channel.exec_command(self._command)
             reader = channel.makefile("rb")
             _read_hello(reader, self.where)
             channel.sendall(protocol.encode({"id": 1, "op": op, "args": args}))
@@ -318,3 +285,62 @@ class SSHTransport:
             if self._session is not None:
                 self._session.close()
                 self._session = None
+
+
+class SSHTransport(AgentTransport):
+    """Remote mode: the agent is the forced command of the driver's key on the node."""
+
+    unreachable_hint = "Check zfs_ssh_host/port/user/private_key and that the node is up"
+
+    def __init__(self, host: str, port: int, user: str, key_file: str, known_hosts: str | None,
+                 strict_host_key: bool = True, command: str = "cinder-zfs-agent",
+                 timeout: float = 300, connect_retries: int = 3, connect_timeout: float = 30,
+                 backoff: float = 1.0):
+        super().__init__(f"{user}@{host}:{port}", timeout, connect_retries, backoff)
+        self._connect_args = dict(hostname=host, port=port, username=user,
+                                  key_filename=key_file, look_for_keys=False, allow_agent=False,
+                                  timeout=connect_timeout, banner_timeout=connect_timeout,
+                                  auth_timeout=connect_timeout)
+        self._known_hosts = known_hosts
+        self._strict = strict_host_key
+        self._command = command
+
+    def _open(self) -> _Session:
+        client = paramiko.SSHClient()
+        if self._known_hosts:
+            try:
+                client.load_host_keys(self._known_hosts)
+            except FileNotFoundError:
+                if self._strict:
+                    raise errors.TransportError(
+                        f"known_hosts file {self._known_hosts} does not exist: add the storage "
+                        f"node's host key to it (zfs_ssh_known_hosts_file)") from None
+        client.set_missing_host_key_policy(
+            paramiko.RejectPolicy() if self._strict else paramiko.WarningPolicy())
+        try:
+            client.connect(**self._connect_args)
+            channel = client.get_transport().open_session()
+            channel.exec_command(self._command)
+            return _Session(client, channel, self.where)
+        except errors.ZFSError:
+            client.close()
+            raise
+        except paramiko.BadHostKeyException as exc:
+            client.close()
+            raise errors.TransportError(
+                f"host key of {self.where} does not match {self._known_hosts}: {exc}. If the "
+                f"node was rebuilt, replace its entry; otherwise treat this as an attack") from None
+        except (paramiko.SSHException, OSError) as exc:
+            client.close()
+            raise errors.TransportError(f"cannot reach storage node {self.where}: {exc}") from None
+
+    def _stream_channel(self):
+        # Same SSH connection, a new channel: no handshake per stream.
+        try:
+            channel = self._get_session().client.get_transport().open_session()
+            channel.settimeout(self._timeout)
+            channel.exec_command(self._command)
+        except (paramiko.SSHException, OSError) as exc:
+            raise errors.TransportError(f"{self.where}: cannot open a stream channel: "
+                                        f"{exc}") from None
+        return channel
