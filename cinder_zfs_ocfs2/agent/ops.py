@@ -96,7 +96,7 @@ class NodeOperations:
         (PROGRESS_OPS) while they run."""
         func = self._ops.get(op) if isinstance(op, str) else None
         if func is None:
-            raise errors.InvalidArgument(f"unknown operation {policy._show(op)}")
+            raise errors.InvalidArgument(f"unknown operation {policy.show(op)}")
         if not isinstance(args, dict):
             raise errors.InvalidArgument("args must be an object")
         if "progress" in args:
@@ -169,13 +169,13 @@ class NodeOperations:
     def pool_capacity(self, pool: str | None = None) -> dict:
         pool = self.names.pools[0] if pool is None else pool
         if not isinstance(pool, str) or pool not in self.names.pools:
-            raise errors.InvalidArgument(f"pool {policy._show(pool)} holds none of the agent's "
+            raise errors.InvalidArgument(f"pool {policy.show(pool)} holds none of the agent's "
                                          f"roots")
         out = self._run(["zpool", "list", "-Hp", "-o", "name,size,allocated,free,health",
                          pool], pool)
         fields = out.strip().split("\t")
         if len(fields) != 5:
-            raise errors.ZFSError(f"cannot parse `zpool list` of {pool}: {policy._show(out)}",
+            raise errors.ZFSError(f"cannot parse `zpool list` of {pool}: {policy.show(out)}",
                                   pool)
         name, size, alloc, free, health = fields
         return {"name": name, "size": int(size), "allocated": int(alloc), "free": int(free),
@@ -357,7 +357,7 @@ class NodeOperations:
                 # A value with a tab, set out of band (the agent refuses them).
                 raise errors.ZFSError(
                     f"cannot parse the listing of {targets[0]}: {len(fields)} fields for "
-                    f"{len(props)} properties in {policy._show(line)}; remove the tab from "
+                    f"{len(props)} properties in {policy.show(line)}; remove the tab from "
                     f"that property value (zfs set / zfs inherit) and retry", targets[0])
             rows.append(dict(zip(props, fields, strict=True)))
         return rows

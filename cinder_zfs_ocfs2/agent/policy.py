@@ -56,7 +56,7 @@ COMPRESSION = frozenset(
     + [f"zstd-fast-{i}" for i in [*range(1, 11), *range(20, 101, 10), 500, 1000]])
 
 
-def _show(value, limit: int = 80) -> str:
+def show(value, limit: int = 80) -> str:
     """repr() cut short: a refusal must not echo a megabyte back."""
     text = repr(value)
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} chars)"
@@ -67,7 +67,7 @@ def _one_of(allowed) -> Callable[[str, str], str]:
 
     def check(prop: str, value: str) -> str:
         if value not in allowed:
-            raise errors.InvalidArgument(f"{prop}={_show(value)} is refused: expected one of "
+            raise errors.InvalidArgument(f"{prop}={show(value)} is refused: expected one of "
                                          f"{', '.join(sorted(allowed))}")
         return value
     return check
@@ -76,7 +76,7 @@ def _one_of(allowed) -> Callable[[str, str], str]:
 def _byte_size(prop: str, value: str) -> str:
     """A size in bytes, as the driver sends it (digits, no suffix)."""
     if not re.fullmatch(r"[1-9][0-9]{0,18}", value) or int(value) > MAX_SIZE:
-        raise errors.InvalidArgument(f"{prop}={_show(value)} is refused: expected a size in "
+        raise errors.InvalidArgument(f"{prop}={show(value)} is refused: expected a size in "
                                      f"bytes from 1 to {MAX_SIZE}")
     return value
 
@@ -84,7 +84,7 @@ def _byte_size(prop: str, value: str) -> str:
 def _block_size(prop: str, value: str) -> str:
     size = int(_byte_size(prop, value))
     if size < 512 or size > 128 * 1024 or size & (size - 1):
-        raise errors.InvalidArgument(f"{prop}={_show(value)} is refused: expected a power of "
+        raise errors.InvalidArgument(f"{prop}={show(value)} is refused: expected a power of "
                                      f"two from 512 to 131072")
     return value
 
@@ -127,7 +127,7 @@ def user_property(name) -> str:
     if (not isinstance(name, str) or not name.startswith(USER_NAMESPACE)
             or not _USER_SUFFIX.fullmatch(name[len(USER_NAMESPACE):])):
         raise errors.InvalidArgument(
-            f"user property {_show(name)} is refused: only {USER_NAMESPACE}<1-64 of [a-z0-9_]> "
+            f"user property {show(name)} is refused: only {USER_NAMESPACE}<1-64 of [a-z0-9_]> "
             f"may be set")
     return name
 
@@ -135,12 +135,12 @@ def user_property(name) -> str:
 def user_value(prop: str, value) -> str:
     if not isinstance(value, str) or not value:
         raise errors.InvalidArgument(f"{prop}: the value must be a non-empty string, got "
-                                     f"{_show(value)} (use inherit to unset)")
+                                     f"{show(value)} (use inherit to unset)")
     if len(value.encode("utf-8", "surrogatepass")) > MAX_USER_VALUE_LEN:
         raise errors.InvalidArgument(f"{prop}: the value is longer than {MAX_USER_VALUE_LEN} "
                                      f"bytes ({len(value)} characters)")
     if not value.isprintable():  # tab, newline, NUL, other controls, lone surrogates
-        raise errors.InvalidArgument(f"{prop}={_show(value)} is refused: values may not hold "
+        raise errors.InvalidArgument(f"{prop}={show(value)} is refused: values may not hold "
                                      f"tabs, newlines, NUL or other control characters")
     return value
 
@@ -151,7 +151,7 @@ def properties(op: str, props) -> dict[str, str]:
     if props is None:
         return {}
     if not isinstance(props, dict):
-        raise errors.InvalidArgument(f"{op}: properties must be an object, got {_show(props)}")
+        raise errors.InvalidArgument(f"{op}: properties must be an object, got {show(props)}")
     if len(props) > MAX_PROPERTIES:
         raise errors.InvalidArgument(f"{op}: at most {MAX_PROPERTIES} properties per request")
     out = {}
@@ -165,14 +165,14 @@ def properties(op: str, props) -> dict[str, str]:
                     f"{', '.join(sorted(ops))})")
             if not isinstance(value, str):
                 raise errors.InvalidArgument(f"{key}: the value must be a string, got "
-                                             f"{_show(value)}")
+                                             f"{show(value)}")
             out[key] = check(key, value)
         elif isinstance(key, str) and key.startswith(USER_NAMESPACE) and op in USER_SETTABLE:
             out[user_property(key)] = user_value(key, value)
         else:
             allowed = sorted(p for p, (ops, _) in SETTABLE.items() if op in ops)
             raise errors.InvalidArgument(
-                f"{op} may not set property {_show(key)}: the agent allows "
+                f"{op} may not set property {show(key)}: the agent allows "
                 f"{', '.join(allowed + [USER_NAMESPACE + '*']) if op in USER_SETTABLE else 'none'}"
                 f" here")
     return out
@@ -191,7 +191,7 @@ def readable(props, what: str = "properties") -> list[str]:
     for prop in props:
         if (not isinstance(prop, str) or len(prop) > MAX_PROPERTY_NAME_LEN
                 or not _READABLE.fullmatch(prop)):
-            raise errors.InvalidArgument(f"invalid property name {_show(prop)}")
+            raise errors.InvalidArgument(f"invalid property name {show(prop)}")
     return props
 
 
@@ -201,20 +201,20 @@ def tag(value) -> str:
     if (not isinstance(value, str) or not 0 < len(value) <= MAX_TAG_LEN
             or not _TAG.fullmatch(value)):
         raise errors.InvalidArgument(
-            f"hold tag {_show(value)} is refused: expected 1-{MAX_TAG_LEN} of [A-Za-z0-9_.:-], "
+            f"hold tag {show(value)} is refused: expected 1-{MAX_TAG_LEN} of [A-Za-z0-9_.:-], "
             f"not starting with '-'")
     return value
 
 
 def boolean(value, what: str) -> bool:
     if not isinstance(value, bool):
-        raise errors.InvalidArgument(f"{what} must be true or false, got {_show(value)}")
+        raise errors.InvalidArgument(f"{what} must be true or false, got {show(value)}")
     return value
 
 
 def size(value, what: str = "size") -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= MAX_SIZE:
-        raise errors.InvalidArgument(f"invalid {what} {_show(value)}: expected bytes from 1 to "
+        raise errors.InvalidArgument(f"invalid {what} {show(value)}: expected bytes from 1 to "
                                      f"{MAX_SIZE}")
     return value
 
@@ -223,7 +223,7 @@ def timeout(value, maximum: float = MAX_WAIT_FOR_DEVICE) -> float:
     """A wait in seconds: finite, from 0 to ``maximum`` (NaN would never time out)."""
     if (not isinstance(value, (int, float)) or isinstance(value, bool)
             or not math.isfinite(value) or not 0 <= value <= maximum):
-        raise errors.InvalidArgument(f"timeout {_show(value)} is refused: expected seconds from "
+        raise errors.InvalidArgument(f"timeout {show(value)} is refused: expected seconds from "
                                      f"0 to {maximum:g}")
     return float(value)
 
@@ -231,6 +231,6 @@ def timeout(value, maximum: float = MAX_WAIT_FOR_DEVICE) -> float:
 def option_safe(value: str, what: str) -> str:
     """Anything that lands on a command line as a positional argument."""
     if not isinstance(value, str) or not value or value.startswith("-"):
-        raise errors.InvalidArgument(f"{what} {_show(value)} is refused: it must not start "
+        raise errors.InvalidArgument(f"{what} {show(value)} is refused: it must not start "
                                      f"with '-'")
     return value
