@@ -295,7 +295,8 @@ function configure_cinder_zfs_ocfs2 {
     local be_name
     be_name=$(_cinder_zfs_backend_name) || die $LINENO "no zfs backend to configure"
     if [[ "$CINDER_ZFS_AGENT_MODE" == "local" ]]; then
-        # cinder-volume runs as $STACK_USER: zfs/zpool/mkfs.ocfs2 go through cinder-rootwrap.
+        # cinder-volume runs as $STACK_USER: the agent, run as root through cinder-rootwrap,
+        # does every zfs/zpool/mkfs.ocfs2 (the filters grant nothing else).
         sudo install -o root -g root -m 644 \
             "$CINDER_ZFS_OCFS2_DIR/etc/rootwrap.d/zfs-ocfs2.filters" \
             "$CINDER_CONF_DIR/rootwrap.d/zfs-ocfs2.filters"

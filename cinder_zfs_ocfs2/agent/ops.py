@@ -2,27 +2,30 @@
 
 pyzfs (libzfs_core) does snapshot/clone/destroy/rollback/promote/holds/exists; the zfs and zpool
 CLIs do create, listing and properties (pyzfs has no working list/get/set). Without pyzfs every
-operation runs through the CLI. Every dataset argument is checked against the root dataset
-before anything runs. Standard library + pyzfs only.
+operation runs through the CLI. Before anything runs, every dataset argument is checked against
+the root dataset(s) and everything else a request carries against the allow-list in
+agent.policy (properties and their values, tags, sizes, flags, ZFS's length limits).
+Every child process has a deadline (policy.DEADLINES). Standard library + pyzfs only.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import subprocess
-import threading
 import time
 
-from cinder_zfs_ocfs2.agent import lio, ocfs2, protocol
+from cinder_zfs_ocfs2.agent import lio, ocfs2, policy, protocol
+from cinder_zfs_ocfs2.agent.sendrecv import SendReceive
 from cinder_zfs_ocfs2.zfs import errors
 from cinder_zfs_ocfs2.zfs.names import Confinement
 
 LOG = logging.getLogger(__name__)
 
-PROGRESS_EVERY = 256 * 1024 * 1024   # log send|receive progress every 256 MiB
 BUSY_RETRIES = 10
-_USER_PROP_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_.:-")
+# Operations that report progress while they run (see protocol: progress frames).
+PROGRESS_OPS = frozenset({"send_receive"})
 
 
 def load_pyzfs():
@@ -34,33 +37,15 @@ def load_pyzfs():
     return libzfs_core
 
 
-def _check_props(properties: dict | None, user_only: bool = False) -> dict[str, str]:
-    if properties is None:
-        return {}
-    if not isinstance(properties, dict):
-        raise errors.InvalidArgument("properties must be a mapping")
-    out = {}
-    for key, value in properties.items():
-        if not isinstance(key, str) or not key or not set(key) <= _USER_PROP_CHARS:
-            raise errors.InvalidArgument(f"invalid property name {key!r}")
-        if user_only and ":" not in key:
-            raise errors.InvalidArgument(f"only user properties allowed here, got {key!r}")
-        if not isinstance(value, (str, int, bool)) or "\n" in str(value) or "\0" in str(value):
-            raise errors.InvalidArgument(f"invalid value for property {key!r}")
-        out[key] = str(value)
-    return out
-
-
-def check_size(size) -> int:
-    if not isinstance(size, int) or isinstance(size, bool) or size <= 0 or size > 2**63:
-        raise errors.InvalidArgument(f"invalid size {size!r}")
-    return size
-
-
 def _check_list(values, what: str) -> list[str]:
     if not isinstance(values, list) or not values or not all(isinstance(v, str) for v in values):
         raise errors.InvalidArgument(f"{what} must be a non-empty list of strings")
     return values
+
+
+def _options(props: dict[str, str]) -> list[str]:
+    """`-o key=value` for each property (names and values already checked by the policy)."""
+    return [arg for key, value in props.items() for arg in ("-o", f"{key}={value}")]
 
 
 class NodeOperations:
@@ -69,8 +54,11 @@ class NodeOperations:
     def __init__(self, root: str | list[str], pyzfs="auto",
                  command_prefix: list[str] | None = None):
         self.names = Confinement(root if isinstance(root, list) else [root])
+        for name in self.names.roots:  # every name the agent passes on starts with a root
+            policy.option_safe(name, "root dataset")
         self.busy_retries = BUSY_RETRIES
         self.lzc = load_pyzfs() if pyzfs == "auto" else pyzfs
+        # In front of every command the agent runs (the tests run a scripted `zfs` this way).
         self._prefix = list(command_prefix or [])
         self._ops = {
             "version": self.version,
@@ -101,20 +89,26 @@ class NodeOperations:
     def operations(self) -> list[str]:
         return sorted(self._ops)
 
-    def dispatch(self, op: str, args: dict):
-        """Run operation ``op``; anything not in the allow-list or badly shaped is refused."""
+    def dispatch(self, op: str, args: dict, progress=None):
+        """Run operation ``op``; anything not in the allow-list or badly shaped is refused.
+
+        ``progress(info)``, when given, receives progress reports of the long operations
+        (PROGRESS_OPS) while they run."""
         func = self._ops.get(op) if isinstance(op, str) else None
         if func is None:
-            raise errors.InvalidArgument(f"unknown operation {op!r}")
+            raise errors.InvalidArgument(f"unknown operation {policy.show(op)}")
         if not isinstance(args, dict):
             raise errors.InvalidArgument("args must be an object")
+        if "progress" in args:
+            raise errors.InvalidArgument(f"{op}: 'progress' is not an argument")
         try:
-            return func(**args)
+            # Wrong or missing argument names: refuse before anything runs.
+            inspect.signature(func).bind(**args)
         except TypeError as exc:
-            # Wrong or missing argument names: refuse with the signature problem, change nothing.
-            if "argument" in str(exc):
-                raise errors.InvalidArgument(f"{op}: {exc}") from None
-            raise
+            raise errors.InvalidArgument(f"{op}: {exc}") from None
+        if op in PROGRESS_OPS:
+            return func(**args, progress=progress)
+        return func(**args)
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -128,9 +122,16 @@ class NodeOperations:
     def _run(self, argv: list[str], name: str | None = None, input: bytes | None = None) -> str:
         # Never let a child inherit stdin: in the agent it is the protocol stream, and a
         # prompting tool (mkfs "Proceed (y/N)") would swallow requests.
-        proc = subprocess.run(self._prefix + argv, input=input, capture_output=True,
-                              stdin=None if input is not None else subprocess.DEVNULL,
-                              check=False)
+        deadline = policy.deadline(argv)
+        try:
+            proc = subprocess.run(self._prefix + argv, input=input, capture_output=True,
+                                  stdin=None if input is not None else subprocess.DEVNULL,
+                                  check=False, timeout=deadline)
+        except subprocess.TimeoutExpired:  # subprocess.run killed it
+            raise errors.ZFSError(
+                f"`{' '.join(argv[:2])}` did not finish within {deadline:g} s and was "
+                f"stopped; its effect on {name or 'the node'} is unknown: check the node "
+                f"(zpool status, dmesg) before retrying", name) from None
         if proc.returncode != 0:
             raise errors.from_cli(proc.stderr.decode(errors="replace"), name)
         return proc.stdout.decode(errors="replace")
@@ -166,12 +167,17 @@ class NodeOperations:
                 "root": self.names.root, "roots": self.names.roots}
 
     def pool_capacity(self, pool: str | None = None) -> dict:
-        pool = pool or self.names.pools[0]
-        if pool not in self.names.pools:
-            raise errors.InvalidArgument(f"pool {pool!r} holds none of the agent's roots")
+        pool = self.names.pools[0] if pool is None else pool
+        if not isinstance(pool, str) or pool not in self.names.pools:
+            raise errors.InvalidArgument(f"pool {policy.show(pool)} holds none of the agent's "
+                                         f"roots")
         out = self._run(["zpool", "list", "-Hp", "-o", "name,size,allocated,free,health",
                          pool], pool)
-        name, size, alloc, free, health = out.strip().split("\t")
+        fields = out.strip().split("\t")
+        if len(fields) != 5:
+            raise errors.ZFSError(f"cannot parse `zpool list` of {pool}: {policy.show(out)}",
+                                  pool)
+        name, size, alloc, free, health = fields
         return {"name": name, "size": int(size), "allocated": int(alloc), "free": int(free),
                 "health": health}
 
@@ -188,41 +194,37 @@ class NodeOperations:
     def create_volume(self, name: str, size: int, sparse: bool = True,
                       volblocksize: int | None = None, properties: dict | None = None) -> None:
         self._check_dataset(name)
-        argv = ["zfs", "create", "-V", str(check_size(size))]
-        if sparse:
+        argv = ["zfs", "create", "-V", str(policy.size(size))]
+        if policy.boolean(sparse, "sparse"):
             argv.append("-s")
-        if volblocksize is not None:
-            argv += ["-b", str(check_size(volblocksize))]
-        for key, value in _check_props(properties).items():
-            argv += ["-o", f"{key}={value}"]
-        self._run(argv + [name], name)
+        if volblocksize is not None:  # the one way to choose it: the policy checks the value
+            policy.size(volblocksize, "volblocksize")
+            properties = {**(properties or {}), "volblocksize": str(volblocksize)}
+        self._run(argv + _options(policy.properties("create_volume", properties)) + [name],
+                  name)
 
     def create_filesystem(self, name: str, properties: dict | None = None) -> None:
         """A parent dataset (root, tenant, trash); parents are created too. Never mounted."""
         self._check_dataset(name, allow_root=True)
         argv = ["zfs", "create", "-p", "-o", "canmount=off", "-o", "mountpoint=none"]
-        for key, value in _check_props(properties).items():
-            argv += ["-o", f"{key}={value}"]
-        self._run(argv + [name], name)
+        props = policy.properties("create_filesystem", properties)
+        self._run(argv + _options(props) + [name], name)
 
     def snapshot(self, names: list, properties: dict | None = None) -> None:
         """All snapshots in ONE call: one txg, all-or-nothing."""
         for name in _check_list(names, "names"):
             self._check_snapshot(name)
-        props = _check_props(properties, user_only=True)
+        props = policy.properties("snapshot", properties)
         if self.lzc is not None:
             self._lzc_call(names[0], self.lzc.lzc_snapshot, [n.encode() for n in names],
                            {k.encode(): v.encode() for k, v in props.items()} or None)
             return
-        argv = ["zfs", "snapshot"]
-        for key, value in props.items():
-            argv += ["-o", f"{key}={value}"]
-        self._run(argv + names, names[0])
+        self._run(["zfs", "snapshot"] + _options(props) + names, names[0])
 
     def clone(self, snapshot: str, name: str, properties: dict | None = None) -> None:
         self._check_snapshot(snapshot)
         self._check_dataset(name)
-        props = _check_props(properties)
+        props = policy.properties("clone", properties)
         if self.lzc is not None:
             # libzfs_core takes native properties as numbers in the nvlist, not as the
             # strings the CLI parses: clone with the user properties, then set the rest.
@@ -237,10 +239,7 @@ class NodeOperations:
                     self._lzc_call(name, self.lzc.lzc_destroy, name.encode())
                     raise
             return
-        argv = ["zfs", "clone"]
-        for key, value in props.items():
-            argv += ["-o", f"{key}={value}"]
-        self._run(argv + [snapshot, name], name)
+        self._run(["zfs", "clone"] + _options(props) + [snapshot, name], name)
 
     def destroy(self, name: str, defer: bool = False, recursive: bool = False) -> None:
         """Destroy a snapshot (defer: destroy when its last clone goes) or a dataset.
@@ -250,11 +249,13 @@ class NodeOperations:
         destroy those clones, is never used.
         """
         self._check(name)
+        policy.boolean(defer, "defer")
+        policy.boolean(recursive, "recursive")
         if "@" in name:
             if not self.exists(name):
                 raise errors.NotFound(f"snapshot {name} does not exist", name)
             if self.lzc is not None:
-                self._lzc_call(name, self.lzc.lzc_destroy_snaps, [name.encode()], bool(defer))
+                self._lzc_call(name, self.lzc.lzc_destroy_snaps, [name.encode()], defer)
                 return
             self._run(["zfs", "destroy"] + (["-d"] if defer else []) + [name], name)
             return
@@ -304,7 +305,7 @@ class NodeOperations:
     def get(self, name: str, properties: list) -> dict:
         """Property values, parsable (-p); a user property that is unset comes back as None."""
         self._check(name, allow_root=True)
-        props = list(_check_props({p: "" for p in _check_list(properties, "properties")}))
+        props = policy.readable(properties)
         out = self._run(["zfs", "get", "-H", "-p", "-o", "property,value,source",
                          ",".join(props), name], name)
         values: dict = {}
@@ -315,15 +316,19 @@ class NodeOperations:
 
     def set(self, name: str, properties: dict) -> None:
         self._check(name, allow_root=True)
-        props = _check_props(properties)
+        props = policy.properties("set", properties)
         if not props:
             raise errors.InvalidArgument("no properties to set")
+        if "volsize" in props:  # a volume only grows: shrinking it destroys the data beyond
+            current = int(self.get(name, ["volsize"])["volsize"])
+            if int(props["volsize"]) < current:
+                raise errors.InvalidArgument(
+                    f"volsize of {name} can only grow: {props['volsize']} < {current}", name)
         self._run(["zfs", "set"] + [f"{k}={v}" for k, v in props.items()] + [name], name)
 
     def inherit(self, name: str, property: str) -> None:  # noqa: A002 - zfs's own word
         self._check(name)
-        (prop,) = _check_props({property: ""})
-        self._run(["zfs", "inherit", prop, name], name)
+        self._run(["zfs", "inherit", policy.inheritable(property), name], name)
 
     def list(self, name, types: list, properties: list, depth: int | None = None) -> list:
         """Rows of {property: raw string} under ``name`` (recursive unless ``depth``).
@@ -336,7 +341,7 @@ class NodeOperations:
         kinds = _check_list(types, "types")
         if not set(kinds) <= {"filesystem", "volume", "snapshot"}:
             raise errors.InvalidArgument(f"invalid types {kinds!r}")
-        props = list(_check_props({p: "" for p in _check_list(properties, "properties")}))
+        props = policy.readable(properties)
         argv = ["zfs", "list", "-H", "-p", "-t", ",".join(kinds), "-o", ",".join(props)]
         if depth is None:
             argv.append("-r")
@@ -345,12 +350,21 @@ class NodeOperations:
         else:
             raise errors.InvalidArgument(f"invalid depth {depth!r}")
         out = self._run(argv + targets, targets[0])
-        return [dict(zip(props, line.split("\t"), strict=True))
-                for line in out.splitlines() if line]
+        rows = []
+        for line in out.splitlines():
+            fields = line.split("\t")
+            if len(fields) != len(props):
+                # A value with a tab, set out of band (the agent refuses them).
+                raise errors.ZFSError(
+                    f"cannot parse the listing of {targets[0]}: {len(fields)} fields for "
+                    f"{len(props)} properties in {policy.show(line)}; remove the tab from "
+                    f"that property value (zfs set / zfs inherit) and retry", targets[0])
+            rows.append(dict(zip(props, fields, strict=True)))
+        return rows
 
     def hold(self, snapshot: str, tag: str) -> None:
         self._check_snapshot(snapshot)
-        _check_props({tag: ""})
+        policy.tag(tag)  # before libzfs_core: an over-long tag panics the kernel
         if self.lzc is not None:
             self._lzc_call(snapshot, self.lzc.lzc_hold, {snapshot.encode(): tag.encode()})
             return
@@ -358,7 +372,7 @@ class NodeOperations:
 
     def release(self, snapshot: str, tag: str) -> None:
         self._check_snapshot(snapshot)
-        _check_props({tag: ""})
+        policy.tag(tag)
         if self.lzc is not None:
             self._lzc_call(snapshot, self.lzc.lzc_release, {snapshot.encode(): [tag.encode()]})
             return
@@ -372,49 +386,41 @@ class NodeOperations:
         out = self._run(["zfs", "holds", "-H", snapshot], snapshot)
         return sorted(line.split("\t")[1] for line in out.splitlines() if line)
 
-    def send_receive(self, snapshot: str, target: str, properties: dict | None = None) -> dict:
-        """Full copy of ``snapshot`` into a new dataset ``target`` (no link to the origin)."""
+    def send_receive(self, snapshot: str, target: str, properties: dict | None = None,
+                     progress=None) -> dict:
+        """Full copy of ``snapshot`` into a new dataset ``target`` (no link to the origin).
+
+        Fails cleanly (agent.sendrecv): the first real error, nothing of ``target`` left behind,
+        no process left running. ``progress(info)`` gets {"bytes", "seconds"} while it runs."""
         self._check_snapshot(snapshot)
         self._check_dataset(target)
-        argv = ["zfs", "receive"]
-        for key, value in _check_props(properties).items():
-            argv += ["-o", f"{key}={value}"]
-        send = subprocess.Popen(self._prefix + ["zfs", "send", "-c", snapshot],
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE)
-        recv = subprocess.Popen(self._prefix + argv + [target], stdin=subprocess.PIPE,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        stderr = {}
-
-        def drain(proc, key):
-            stderr[key] = proc.stderr.read()
-
-        readers = [threading.Thread(target=drain, args=(p, k), daemon=True)
-                   for p, k in ((send, "send"), (recv, "recv"))]
-        for reader in readers:
-            reader.start()
-        copied, next_report, started = 0, PROGRESS_EVERY, time.monotonic()
+        props = policy.properties("send_receive", properties)
+        if self.exists(target):  # what the cleanup destroys must be what this copy made
+            raise errors.AlreadyExists(f"cannot receive into {target}: it already exists",
+                                       target)
+        copy = SendReceive(self._prefix + ["zfs", "send", "-c", snapshot],
+                           self._prefix + ["zfs", "receive"] + _options(props) + [target],
+                           label=f"{snapshot} -> {target}", stall=policy.SEND_RECEIVE_STALL,
+                           progress=progress)
+        started = time.monotonic()
         try:
-            while chunk := send.stdout.read(1024 * 1024):
-                recv.stdin.write(chunk)
-                copied += len(chunk)
-                if copied >= next_report:
-                    LOG.info("send|receive %s -> %s: %d MiB copied", snapshot, target,
-                             copied >> 20)
-                    next_report += PROGRESS_EVERY
-        except BrokenPipeError:
-            pass
-        finally:
-            recv.stdin.close()
-            send.wait()
-            recv.wait()
-            for reader in readers:
-                reader.join()
-        if send.returncode != 0:
-            raise errors.from_cli(stderr.get("send", b"").decode(errors="replace"), snapshot)
-        if recv.returncode != 0:
-            raise errors.from_cli(stderr.get("recv", b"").decode(errors="replace"), target)
+            copied = copy.run()
+        except errors.ZFSError as exc:
+            raise type(exc)(exc.message + self._remove_partial(target), target) from None
         return {"bytes": copied, "seconds": round(time.monotonic() - started, 3)}
+
+    def _remove_partial(self, target: str) -> str:
+        """Destroy what a failed receive left; returns a sentence for the error message."""
+        try:
+            if not self.exists(target):
+                return ""
+            self.destroy(target, recursive=True)
+        except errors.ZFSError as exc:
+            LOG.error("could not destroy the partial copy %s: %s", target, exc)
+            return (f"; the partial copy {target} could not be destroyed ({exc.message}): "
+                    f"destroy it with `zfs destroy -r {target}`")
+        LOG.info("destroyed the partial copy %s", target)
+        return f"; the partial copy {target} was destroyed"
 
     # -- volume data streams (not in the allow-list: they take file objects; the server
     #    runs them on a channel of their own, see protocol.STREAM_OPS) ---------------------
@@ -431,7 +437,7 @@ class NodeOperations:
     def write_volume(self, name: str, size: int, source, ready=None) -> int:
         """Write ``size`` bytes from ``source`` at the start of volume ``name`` and fsync.
         ``ready(volsize)`` is called once the request is accepted, before data flows."""
-        size = check_size(size)
+        size = policy.size(size)
         device, volsize = self._open_volume(name, writable=True)
         with device:
             if size > volsize:
@@ -459,9 +465,10 @@ class NodeOperations:
         """Wait for udev to create /dev/zvol/<name> (a zvol, or a snapshot with snapdev
         visible); returns the path."""
         self._check(name)
+        timeout = policy.timeout(timeout)  # NaN, inf, negative, huge: refused
         path = f"/dev/zvol/{name}"
         started = time.monotonic()
-        deadline = started + min(float(timeout), 120.0)
+        deadline = started + timeout
         if not os.path.exists(path):
             self._settle()  # a busy node's udev queue can lag the ZFS call by seconds
         retriggered = False

@@ -18,6 +18,14 @@ from cinder_zfs_ocfs2.zfs import errors
 LOG = logging.getLogger(__name__)
 
 
+class _BadFrame(Exception):
+    """A frame the agent cannot take; answered with ``request_id`` when one could be read."""
+
+    def __init__(self, message: str, request_id=None):
+        super().__init__(message)
+        self.request_id = request_id
+
+
 class AgentServer:
     def __init__(self, operations: NodeOperations, reader, writer, workers: int = 8,
                  extra_hello: dict | None = None):
@@ -43,17 +51,25 @@ class AgentServer:
             if not chunk or chunk.endswith(b"\n"):
                 return
 
-    def handle(self, request_id, op, args) -> dict:
+    def handle(self, request_id, op, args, wants_progress: bool = False) -> dict:
+        def report(info: dict) -> None:
+            self._send(protocol.progress(request_id, info))
+
         try:
-            return protocol.ok(request_id, self.ops.dispatch(op, args))
+            return protocol.ok(request_id, self.ops.dispatch(
+                op, args, progress=report if wants_progress else None))
         except errors.ZFSError as exc:
             return protocol.error(request_id, exc.code, exc.message, exc.name)
         except Exception as exc:  # never let one request kill the agent
             LOG.exception("operation %s failed", op)
             return protocol.error(request_id, "failed", f"{type(exc).__name__}: {exc}")
 
-    def _serve_one(self, request_id, op, args) -> None:
-        self._send(self.handle(request_id, op, args))
+    def _serve_one(self, request_id, op, args, wants_progress: bool) -> None:
+        reply = self.handle(request_id, op, args, wants_progress)
+        try:
+            self._send(reply)
+        except (OSError, ValueError) as exc:  # the session is gone; nobody awaits the reply
+            LOG.warning("cannot reply to request %r (%s): %s", request_id, op, exc)
 
     def _refuse(self, request_id, exc: Exception) -> None:
         if isinstance(exc, errors.ZFSError):
@@ -97,21 +113,17 @@ class AgentServer:
                     return  # client closed the session
                 if len(line) > protocol.MAX_FRAME and not line.endswith(b"\n"):
                     self._skip_rest_of_line()
-                    self._send(protocol.error(None, "invalid",
+                    self._send(protocol.error(protocol.peek_id(line), "invalid",
                                               f"frame exceeds {protocol.MAX_FRAME} bytes"))
                     continue
                 if not line.strip():
                     continue
                 try:
-                    request = protocol.decode(line)
-                except ValueError as exc:
-                    self._send(protocol.error(None, "invalid", f"malformed frame: {exc}"))
+                    request = self._parse(line)
+                except _BadFrame as exc:
+                    self._send(protocol.error(exc.request_id, "invalid", str(exc)))
                     continue
-                request_id = request.get("id")
-                if not isinstance(request_id, (int, str)) or isinstance(request_id, bool):
-                    self._send(protocol.error(None, "invalid", "request without a valid id"))
-                    continue
-                op, args = request.get("op"), request.get("args", {})
+                request_id, op, args = request["id"], request.get("op"), request.get("args", {})
                 if op in protocol.STREAM_OPS:
                     if first:
                         self._serve_stream(request_id, op, args)
@@ -120,6 +132,22 @@ class AgentServer:
                                               f"its own (the first request of a session)"))
                     continue
                 first = False
-                self._pool.submit(self._serve_one, request_id, op, args)
+                self._pool.submit(self._serve_one, request_id, op, args,
+                                  request.get("progress") is True)
         finally:
             self._pool.shutdown(wait=True)
+
+    @staticmethod
+    def _parse(line: bytes) -> dict:
+        """The request in ``line``, or _BadFrame."""
+        try:
+            request = protocol.decode(line)
+        except ValueError as exc:
+            raise _BadFrame(f"malformed frame: {exc}", protocol.peek_id(line)) from None
+        except Exception as exc:  # whatever a hostile frame finds in json: answer, go on
+            LOG.error("unparsable frame: %s: %s", type(exc).__name__, exc)
+            raise _BadFrame(f"malformed frame: {type(exc).__name__}",
+                            protocol.peek_id(line)) from None
+        if not protocol.valid_id(request.get("id")):
+            raise _BadFrame("request without a valid id (an integer or a short string)")
+        return request

@@ -25,11 +25,14 @@ def from_config(configuration) -> Transport:
         from cinder_zfs_ocfs2.transport.local import LocalTransport
         if os.geteuid() == 0:
             return LocalTransport(configuration.zfs_root_dataset)
-        # libzfs_core needs root (ioctls on /dev/zfs): as the cinder user, the CLIs run
-        # through Cinder's root helper (etc/rootwrap.d/zfs-ocfs2.filters) instead.
+        # As the cinder user: the agent itself runs as root through Cinder's root helper, the
+        # one command etc/rootwrap.d/zfs-ocfs2.filters grants (never zfs or zpool as such).
         from cinder import utils
-        return LocalTransport(configuration.zfs_root_dataset,
-                              command_prefix=utils.get_root_helper().split(), pyzfs=None)
+
+        from cinder_zfs_ocfs2.transport.rootwrap import RootHelperAgentTransport
+        return RootHelperAgentTransport(configuration.zfs_root_dataset,
+                                        utils.get_root_helper(),
+                                        timeout=configuration.zfs_ssh_timeout)
     from cinder_zfs_ocfs2.transport.ssh import SSHTransport
     return SSHTransport(
         host=configuration.zfs_ssh_host,

@@ -1,4 +1,6 @@
-"""Local mode: cinder-volume runs on the storage node and performs ZFS operations in-process.
+"""Local mode as root: cinder-volume runs on the storage node and performs ZFS operations
+in-process, through the agent's own NodeOperations (same allow-list). As the cinder user, the
+agent runs under the root helper instead: transport.rootwrap.
 
 libzfs_core calls block in C and the CLIs block in subprocess; both run in a native thread
 (eventlet's tpool) when cinder-volume's event loop is active, so one slow destroy does not stall
@@ -23,8 +25,8 @@ def _native_thread_runner():
 
 
 class LocalTransport:
-    def __init__(self, root: str, command_prefix: list[str] | None = None, pyzfs="auto"):
-        self.ops = NodeOperations(root, pyzfs=pyzfs, command_prefix=command_prefix)
+    def __init__(self, root: str, pyzfs="auto"):
+        self.ops = NodeOperations(root, pyzfs=pyzfs)
         if self.ops.lzc is None:
             LOG.warning("libzfs_core (Debian python3-pyzfs) is not importable: every ZFS "
                         "operation runs through the zfs CLI. Install python3-pyzfs on this "

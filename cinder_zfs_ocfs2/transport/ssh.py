@@ -5,11 +5,16 @@ request is multiplexed over it: callers send a JSON line with an id and wait for
 that id, which a reader thread hands over. A broken session fails the calls in flight with
 TransportError (their outcome on the node is unknown) and is reopened, with backoff, by the
 next call. Host keys are checked strictly against a known_hosts file unless configured off.
+
+A call's deadline is "no reply and no progress for ``timeout`` seconds", not its total time:
+long operations (send|receive) report progress while they run, so a copy of any size
+completes, and a node that stops answering is still noticed within ``timeout``.
 """
 
 from __future__ import annotations
 
 import itertools
+import logging as std_logging
 import threading
 import time
 from typing import Any
@@ -23,12 +28,17 @@ from cinder_zfs_ocfs2.zfs import errors
 LOG = logging.getLogger(__name__)
 
 
-class _Pending:
-    __slots__ = ("event", "reply")
+PROGRESS_LOG_INTERVAL = 30.0  # seconds between INFO lines about one call's progress
 
-    def __init__(self):
+
+class _Pending:
+    __slots__ = ("event", "reply", "op", "heard_at", "logged_at")
+
+    def __init__(self, op: str):
         self.event = threading.Event()
         self.reply: dict | None = None
+        self.op = op
+        self.heard_at = self.logged_at = time.monotonic()  # last reply or progress
 
 
 def _read_hello(stdout, where: str) -> dict:
@@ -90,6 +100,9 @@ class _Session:
                 if reply.get("id") is None:
                     LOG.error("Agent on %s refused a frame: %s", self.where, reply.get("error"))
                     continue
+                if "progress" in reply and "ok" not in reply:
+                    self._progress(reply)
+                    continue
                 with self._pending_lock:
                     pending = self._pending.pop(reply["id"], None)
                 if pending is not None:
@@ -98,6 +111,19 @@ class _Session:
         except Exception as exc:  # socket errors end the session, never the process
             reason = f"session broke: {exc}"
         self.fail_all(reason)
+
+    def _progress(self, frame: dict) -> None:
+        with self._pending_lock:
+            pending = self._pending.get(frame["id"])
+        if pending is None:
+            return
+        now = pending.heard_at = time.monotonic()
+        info = frame.get("progress") or {}
+        level = std_logging.DEBUG
+        if now - pending.logged_at >= PROGRESS_LOG_INTERVAL:
+            pending.logged_at, level = now, std_logging.INFO
+        LOG.log(level, "%s on %s: %s MiB copied in %s s", pending.op, self.where,
+                int(info.get("bytes", 0)) >> 20, info.get("seconds"))
 
     def _drain_stderr(self) -> None:
         # The channel's flow-control window is shared: unread stderr would stall stdout.
@@ -118,11 +144,13 @@ class _Session:
             item.event.set()
 
     def request(self, op: str, args: dict, timeout: float) -> Any:
+        """Run ``op`` on the node; TransportError when neither its reply nor progress from it
+        came for ``timeout`` seconds."""
         request_id = next(self._ids)
-        pending = _Pending()
+        pending = _Pending(op)
         with self._pending_lock:
             self._pending[request_id] = pending
-        data = protocol.encode({"id": request_id, "op": op, "args": args})
+        data = protocol.encode({"id": request_id, "op": op, "args": args, "progress": True})
         try:
             with self._write_lock:
                 self.channel.sendall(data)
@@ -131,12 +159,13 @@ class _Session:
                 self._pending.pop(request_id, None)
             self.fail_all(f"send failed: {exc}")
             raise errors.TransportError(f"{self.where}: cannot send {op}: {exc}") from None
-        if not pending.event.wait(timeout):
-            with self._pending_lock:
-                self._pending.pop(request_id, None)
-            raise errors.TransportError(
-                f"{self.where}: no reply to {op} within {timeout} s; it may still complete on "
-                f"the node")
+        while not pending.event.wait(max(0.0, pending.heard_at + timeout - time.monotonic())):
+            if time.monotonic() - pending.heard_at >= timeout:
+                with self._pending_lock:
+                    self._pending.pop(request_id, None)
+                raise errors.TransportError(
+                    f"{self.where}: no reply to {op} and no progress within {timeout} s; it may "
+                    f"still complete on the node (zfs_ssh_timeout)")
         return _result(pending.reply)
 
     def close(self) -> None:
@@ -147,21 +176,16 @@ class _Session:
             pass
 
 
-class SSHTransport:
-    def __init__(self, host: str, port: int, user: str, key_file: str, known_hosts: str | None,
-                 strict_host_key: bool = True, command: str = "cinder-zfs-agent",
-                 timeout: float = 300, connect_retries: int = 3, connect_timeout: float = 30,
-                 backoff: float = 1.0):
-        self.where = f"{user}@{host}:{port}"
-        self._connect_args = dict(hostname=host, port=port, username=user,
-                                  key_filename=key_file, look_for_keys=False, allow_agent=False,
-                                  timeout=connect_timeout, banner_timeout=connect_timeout,
-                                  auth_timeout=connect_timeout)
-        self._known_hosts = known_hosts
-        self._strict = strict_host_key
-        self._command = command
+class AgentTransport:
+    """A transport to a cinder-zfs-agent: one session shared by every call, and a channel of
+    its own per volume data stream. Subclasses say how a channel running the agent is opened."""
+
+    unreachable_hint = "Check that the agent can run"  # ends "cannot reach" errors
+
+    def __init__(self, where: str, timeout: float, retries: int, backoff: float):
+        self.where = where
         self._timeout = timeout
-        self._retries = connect_retries
+        self._retries = retries
         self._backoff = backoff
         self._session: _Session | None = None
         self._connect_lock = threading.Lock()
@@ -171,33 +195,12 @@ class SSHTransport:
         return dict(self._get_session().hello)
 
     def _open(self) -> _Session:
-        client = paramiko.SSHClient()
-        if self._known_hosts:
-            try:
-                client.load_host_keys(self._known_hosts)
-            except FileNotFoundError:
-                if self._strict:
-                    raise errors.TransportError(
-                        f"known_hosts file {self._known_hosts} does not exist: add the storage "
-                        f"node's host key to it (zfs_ssh_known_hosts_file)") from None
-        client.set_missing_host_key_policy(
-            paramiko.RejectPolicy() if self._strict else paramiko.WarningPolicy())
-        try:
-            client.connect(**self._connect_args)
-            channel = client.get_transport().open_session()
-            channel.exec_command(self._command)
-            return _Session(client, channel, self.where)
-        except errors.ZFSError:
-            client.close()
-            raise
-        except paramiko.BadHostKeyException as exc:
-            client.close()
-            raise errors.TransportError(
-                f"host key of {self.where} does not match {self._known_hosts}: {exc}. If the "
-                f"node was rebuilt, replace its entry; otherwise treat this as an attack") from None
-        except (paramiko.SSHException, OSError) as exc:
-            client.close()
-            raise errors.TransportError(f"cannot reach storage node {self.where}: {exc}") from None
+        """A new session: a channel running the agent, its hello read."""
+        raise NotImplementedError
+
+    def _stream_channel(self):
+        """A new channel running the agent, for one volume data stream."""
+        raise NotImplementedError
 
     def _get_session(self) -> _Session:
         session = self._session
@@ -221,23 +224,16 @@ class SSHTransport:
                     LOG.warning("Attempt %d/%d to reach %s failed: %s", attempt + 1,
                                 self._retries, self.where, exc)
             raise errors.TransportError(
-                f"{last}. Check zfs_ssh_host/port/user/private_key and that the node is up "
-                f"(tried {self._retries} times)")
+                f"{last}. {self.unreachable_hint} (tried {self._retries} times)")
 
     def call(self, op: str, **args: Any) -> Any:
         return self._get_session().request(op, args, self._timeout)
 
-    # -- volume data: a channel of its own per stream, on the same SSH connection ----------
+    # -- volume data: a channel of its own per stream --------------------------------------
 
     def _open_stream(self, op: str, args: dict):
+        channel = self._stream_channel()
         try:
-            channel = self._get_session().client.get_transport().open_session()
-        except (paramiko.SSHException, OSError) as exc:
-            raise errors.TransportError(f"{self.where}: cannot open a {op} stream: "
-                                        f"{exc}") from None
-        try:
-            channel.settimeout(self._timeout)
-            channel.exec_command(self._command)
             reader = channel.makefile("rb")
             _read_hello(reader, self.where)
             channel.sendall(protocol.encode({"id": 1, "op": op, "args": args}))
@@ -289,3 +285,62 @@ class SSHTransport:
             if self._session is not None:
                 self._session.close()
                 self._session = None
+
+
+class SSHTransport(AgentTransport):
+    """Remote mode: the agent is the forced command of the driver's key on the node."""
+
+    unreachable_hint = "Check zfs_ssh_host/port/user/private_key and that the node is up"
+
+    def __init__(self, host: str, port: int, user: str, key_file: str, known_hosts: str | None,
+                 strict_host_key: bool = True, command: str = "cinder-zfs-agent",
+                 timeout: float = 300, connect_retries: int = 3, connect_timeout: float = 30,
+                 backoff: float = 1.0):
+        super().__init__(f"{user}@{host}:{port}", timeout, connect_retries, backoff)
+        self._connect_args = dict(hostname=host, port=port, username=user,
+                                  key_filename=key_file, look_for_keys=False, allow_agent=False,
+                                  timeout=connect_timeout, banner_timeout=connect_timeout,
+                                  auth_timeout=connect_timeout)
+        self._known_hosts = known_hosts
+        self._strict = strict_host_key
+        self._command = command
+
+    def _open(self) -> _Session:
+        client = paramiko.SSHClient()
+        if self._known_hosts:
+            try:
+                client.load_host_keys(self._known_hosts)
+            except FileNotFoundError:
+                if self._strict:
+                    raise errors.TransportError(
+                        f"known_hosts file {self._known_hosts} does not exist: add the storage "
+                        f"node's host key to it (zfs_ssh_known_hosts_file)") from None
+        client.set_missing_host_key_policy(
+            paramiko.RejectPolicy() if self._strict else paramiko.WarningPolicy())
+        try:
+            client.connect(**self._connect_args)
+            channel = client.get_transport().open_session()
+            channel.exec_command(self._command)
+            return _Session(client, channel, self.where)
+        except errors.ZFSError:
+            client.close()
+            raise
+        except paramiko.BadHostKeyException as exc:
+            client.close()
+            raise errors.TransportError(
+                f"host key of {self.where} does not match {self._known_hosts}: {exc}. If the "
+                f"node was rebuilt, replace its entry; otherwise treat this as an attack") from None
+        except (paramiko.SSHException, OSError) as exc:
+            client.close()
+            raise errors.TransportError(f"cannot reach storage node {self.where}: {exc}") from None
+
+    def _stream_channel(self):
+        # Same SSH connection, a new channel: no handshake per stream.
+        try:
+            channel = self._get_session().client.get_transport().open_session()
+            channel.settimeout(self._timeout)
+            channel.exec_command(self._command)
+        except (paramiko.SSHException, OSError) as exc:
+            raise errors.TransportError(f"{self.where}: cannot open a stream channel: "
+                                        f"{exc}") from None
+        return channel

@@ -2,8 +2,8 @@
 
 ``FakeZFS(root)`` is a transport (``.info``, ``.call(op, **args)``, ``.close()``) that performs
 the operations of cinder_zfs_ocfs2.agent.ops.NodeOperations, with the same argument names and
-checks (names confined to the root by NameSpace.check, properties and sizes validated by the
-agent's own helpers), the same error types, and the behaviour of OpenZFS itself:
+checks (names confined to the root by NameSpace.check, properties, tags and sizes by the
+agent's own allow-list, agent.policy), the same error types, and the behaviour of OpenZFS itself:
 
 - datasets (filesystem, volume) and snapshots with guid, createtxg, creation; one txg per
   operation, one txg for all the snapshots of one ``snapshot`` call (all-or-nothing);
@@ -37,7 +37,8 @@ import inspect
 import json
 import random
 
-from cinder_zfs_ocfs2.agent.ops import _check_list, _check_props, check_size
+from cinder_zfs_ocfs2.agent import policy
+from cinder_zfs_ocfs2.agent.ops import _check_list
 from cinder_zfs_ocfs2.zfs import errors
 from cinder_zfs_ocfs2.zfs.names import NameSpace
 
@@ -148,7 +149,7 @@ class FakeZFS:
         return ds
 
     def write_volume(self, name: str, source, size: int) -> int:
-        ds = self._stream_volume("write_volume", name, check_size(size))
+        ds = self._stream_volume("write_volume", name, policy.size(size))
         if size > ds.volsize:
             raise errors.InvalidArgument(
                 f"{size} bytes do not fit in volume {name} of {ds.volsize} bytes", name)
@@ -401,9 +402,9 @@ class FakeZFS:
     def create_volume(self, name: str, size: int, sparse: bool = True,
                       volblocksize: int | None = None, properties: dict | None = None) -> None:
         self._check_dataset(name)
-        size = check_size(size)
-        block = DEFAULT_VOLBLOCKSIZE if volblocksize is None else check_size(volblocksize)
-        props = _check_props(properties)
+        size = policy.size(size)
+        block = DEFAULT_VOLBLOCKSIZE if volblocksize is None else policy.size(volblocksize)
+        props = policy.properties("create_volume", properties)
         if block < 512 or block > 128 * 1024 or block & (block - 1):
             raise errors.InvalidArgument("'volblocksize' must be power of 2 from 512B to 128KB")
         if size % block:
@@ -421,7 +422,7 @@ class FakeZFS:
 
     def create_filesystem(self, name: str, properties: dict | None = None) -> None:
         self._check_dataset(name, allow_root=True)
-        props = _check_props(properties)
+        props = policy.properties("create_filesystem", properties)
         existing = self.datasets.get(name)
         if existing is not None:  # `zfs create -p` is content with an existing filesystem
             if existing.kind != "filesystem":
@@ -436,7 +437,7 @@ class FakeZFS:
     def snapshot(self, names: list, properties: dict | None = None) -> None:
         for name in _check_list(names, "names"):
             self._check_snapshot(name)
-        props = _check_props(properties, user_only=True)
+        props = policy.properties("snapshot", properties)
         targets = [n.partition("@") for n in names]
         if len({d for d, _, _ in targets}) != len(targets):
             raise errors.InvalidArgument("one snapshot per dataset in one call")
@@ -453,7 +454,7 @@ class FakeZFS:
     def clone(self, snapshot: str, name: str, properties: dict | None = None) -> None:
         self._check_snapshot(snapshot)
         self._check_dataset(name)
-        props = _check_props(properties)
+        props = policy.properties("clone", properties)
         snap = self._snap(snapshot)
         if name in self.datasets:
             raise errors.AlreadyExists(f"cannot create '{name}': dataset already exists", name)
@@ -573,13 +574,13 @@ class FakeZFS:
 
     def get(self, name: str, properties: list) -> dict:
         self._check(name, allow_root=True)
-        props = list(_check_props({p: "" for p in _check_list(properties, "properties")}))
+        props = policy.readable(properties)
         obj = self._obj(name)
         return {p: self._value(obj, p) for p in props}
 
     def set(self, name: str, properties: dict) -> None:
         self._check(name, allow_root=True)
-        props = _check_props(properties)
+        props = policy.properties("set", properties)
         if not props:
             raise errors.InvalidArgument("no properties to set")
         self._apply(self._obj(name), props)
@@ -587,7 +588,7 @@ class FakeZFS:
 
     def inherit(self, name: str, property: str) -> None:  # noqa: A002 - zfs's own word
         self._check(name)
-        (prop,) = _check_props({property: ""})
+        prop = policy.inheritable(property)
         obj = self._obj(name)
         if ":" not in prop and prop not in INHERITABLE:
             raise errors.InvalidArgument(f"'{prop}' property cannot be inherited")
@@ -604,7 +605,7 @@ class FakeZFS:
         kinds = _check_list(types, "types")
         if not set(kinds) <= {"filesystem", "volume", "snapshot"}:
             raise errors.InvalidArgument(f"invalid types {kinds!r}")
-        props = list(_check_props({p: "" for p in _check_list(properties, "properties")}))
+        props = policy.readable(properties)
         if depth is not None and (not isinstance(depth, int) or isinstance(depth, bool)
                                   or depth < 0):
             raise errors.InvalidArgument(f"invalid depth {depth!r}")
@@ -632,7 +633,7 @@ class FakeZFS:
 
     def hold(self, snapshot: str, tag: str) -> None:
         self._check_snapshot(snapshot)
-        _check_props({tag: ""})
+        policy.tag(tag)
         snap = self._snap(snapshot)
         if tag in snap.holds:
             raise errors.AlreadyExists(f"cannot hold snapshot '{snapshot}': tag already exists "
@@ -641,7 +642,7 @@ class FakeZFS:
 
     def release(self, snapshot: str, tag: str) -> None:
         self._check_snapshot(snapshot)
-        _check_props({tag: ""})
+        policy.tag(tag)
         snap = self._snap(snapshot)
         if tag not in snap.holds:
             raise errors.NotFound(f"cannot release hold from snapshot '{snapshot}': no such "
@@ -653,10 +654,11 @@ class FakeZFS:
         self._check_snapshot(snapshot)
         return sorted(self._snap(snapshot).holds)
 
-    def send_receive(self, snapshot: str, target: str, properties: dict | None = None) -> dict:
+    def send_receive(self, snapshot: str, target: str, properties: dict | None = None,
+                     progress=None) -> dict:
         self._check_snapshot(snapshot)
         self._check_dataset(target)
-        props = _check_props(properties)
+        props = policy.properties("send_receive", properties)
         snap = self._snap(snapshot)
         if target in self.datasets:
             raise errors.from_cli(f"cannot receive new filesystem stream: destination "
@@ -672,6 +674,8 @@ class FakeZFS:
         ds.local.update(props)  # `zfs send` without -p carries no properties
         copy = _Snapshot(ds, snap.short, ds.createtxg, ds.creation, snap.guid)
         ds.snaps[snap.short] = copy
+        if progress is not None:  # the agent reports while it copies; here all at once
+            progress({"bytes": len(snap.data), "seconds": 0})
         return {"bytes": len(snap.data), "seconds": 0.0}
 
     def wait_for_device(self, name: str, timeout: float = 60.0) -> str:

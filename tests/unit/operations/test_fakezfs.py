@@ -87,28 +87,29 @@ def test_create_filesystem_is_idempotent_like_create_p(fake):
 
 def test_snapshots_one_txg_all_or_nothing_and_inherit_user_props(fake, zfs):
     a, b = vol(fake, "a"), vol(fake, "b")
-    zfs.set_properties(a, {"org.x:owner": "me"})
+    owner, batch, unset = (f"org.openstack.cinder:{p}" for p in ("owner", "batch", "unset"))
+    zfs.set_properties(a, {owner: "me"})
     with pytest.raises(errors.NotFound):
         zfs.snapshot([f"{a}@s", f"{R}/missing@s"])
     with pytest.raises(errors.InvalidArgument):
         zfs.snapshot([f"{a}@s", f"{a}@t"])
     assert fake.tree(a) == [a]
-    zfs.snapshot([f"{a}@s", f"{b}@s"], {"org.x:batch": "1"})
+    zfs.snapshot([f"{a}@s", f"{b}@s"], {batch: "1"})
     sa, sb = zfs.get_snapshot(f"{a}@s"), zfs.get_snapshot(f"{b}@s")
     assert sa.createtxg == sb.createtxg and sa.guid != sb.guid
     with pytest.raises(errors.AlreadyExists):
         zfs.snapshot([f"{a}@s"])
-    props = ["org.x:owner", "org.x:batch", "org.x:unset"]
-    assert zfs.get_properties(f"{a}@s", props) == {"org.x:owner": "me", "org.x:batch": "1",
-                                                   "org.x:unset": None}
-    zfs.set_properties(a, {"org.x:owner": "you"})  # inheritance is live
-    assert zfs.get_properties(f"{a}@s", ["org.x:owner"])["org.x:owner"] == "you"
-    zfs.set_properties(f"{a}@s", {"org.x:owner": "snap"})
-    assert zfs.get_properties(f"{a}@s", ["org.x:owner"])["org.x:owner"] == "snap"
-    zfs.inherit(f"{a}@s", "org.x:owner")
-    assert zfs.get_properties(f"{a}@s", ["org.x:owner"])["org.x:owner"] == "you"
-    row = zfs.list_rows(f"{b}@s", ["snapshot"], ("name", "org.x:owner", "clones"), depth=0)
-    assert row == [{"name": f"{b}@s", "org.x:owner": "-", "clones": ""}]
+    props = [owner, batch, unset]
+    assert zfs.get_properties(f"{a}@s", props) == {owner: "me", batch: "1",
+                                                   unset: None}
+    zfs.set_properties(a, {owner: "you"})  # inheritance is live
+    assert zfs.get_properties(f"{a}@s", [owner])[owner] == "you"
+    zfs.set_properties(f"{a}@s", {owner: "snap"})
+    assert zfs.get_properties(f"{a}@s", [owner])[owner] == "snap"
+    zfs.inherit(f"{a}@s", owner)
+    assert zfs.get_properties(f"{a}@s", [owner])[owner] == "you"
+    row = zfs.list_rows(f"{b}@s", ["snapshot"], ("name", owner, "clones"), depth=0)
+    assert row == [{"name": f"{b}@s", owner: "-", "clones": ""}]
     with pytest.raises(errors.InvalidArgument):
         zfs.set_properties(f"{a}@s", {"compression": "off"})
 
@@ -300,7 +301,7 @@ def test_volsize_keeps_a_thick_volume_thick(fake, zfs):
 
 def test_send_receive_is_an_independent_copy_with_the_snapshot(fake, zfs):
     a = vol(fake, "a", b"data")
-    zfs.set_properties(a, {"org.x:owner": "me"})
+    zfs.set_properties(a, {"org.openstack.cinder:owner": "me"})
     zfs.snapshot([f"{a}@s"])
     result = zfs.send_receive(f"{a}@s", f"{R}/copy", {"compression": "zstd"})
     assert result["bytes"] == 4

@@ -2,12 +2,15 @@
 
 import concurrent.futures
 import io
+import logging
 import socket
 import threading
+import time
 
 import pytest
 
 from cinder_zfs_ocfs2.agent.server import AgentServer
+from cinder_zfs_ocfs2.transport import ssh
 from cinder_zfs_ocfs2.transport.ssh import _Session
 from cinder_zfs_ocfs2.zfs import errors
 from cinder_zfs_ocfs2.zfs.client import ZFSClient
@@ -86,3 +89,54 @@ def test_broken_session_fails_calls_with_transport_error(session):
     with pytest.raises(errors.TransportError):
         s.request("exists", {"name": "tank/cinder/p/v"}, timeout=5)
     assert s.closed
+
+
+class SlowOperations(RecordingOperations):
+    """send_receive takes 3 s and reports progress every 0.1 s; promote takes 3 s, silent."""
+
+    def send_receive(self, snapshot, target, properties=None, progress=None):
+        for step in range(30):
+            time.sleep(0.1)
+            if progress is not None:
+                progress({"bytes": step << 20, "seconds": step / 10})
+        return {"bytes": 30 << 20, "seconds": 3.0}
+
+    def promote(self, name):
+        time.sleep(3)
+
+
+@pytest.fixture
+def slow_session():
+    ours, theirs = socket.socketpair()
+    server = AgentServer(SlowOperations(), theirs.makefile("rb"), theirs.makefile("wb"),
+                         workers=4)
+    threading.Thread(target=server.serve, daemon=True).start()
+    yield _Session(FakeClient(), FakeChannel(ours), "test-node")
+    ours.close()
+    theirs.close()
+
+
+def test_the_deadline_is_no_progress_for_timeout_not_total_time(slow_session, caplog,
+                                                                monkeypatch):
+    monkeypatch.setattr(ssh, "PROGRESS_LOG_INTERVAL", 0.5)
+    caplog.set_level(logging.INFO)
+    result = slow_session.request("send_receive", {"snapshot": "tank/cinder/p/v@s",
+                                                   "target": "tank/cinder/p/w"}, timeout=1)
+    assert result["bytes"] == 30 << 20  # three times its timeout, but it kept reporting
+    assert any("send_receive on test-node:" in r.getMessage() and "MiB copied" in r.getMessage()
+               for r in caplog.records if r.levelno == logging.INFO)
+
+
+def test_a_silent_call_times_out(slow_session):
+    started = time.monotonic()
+    with pytest.raises(errors.TransportError, match="no reply to promote and no progress within"):
+        slow_session.request("promote", {"name": "tank/cinder/p/v"}, timeout=1)
+    assert time.monotonic() - started < 2.5  # at its timeout, not when promote ends (3 s)
+
+
+def test_an_oversized_request_fails_at_once_not_at_its_timeout(session):
+    s, _ = session
+    started = time.monotonic()
+    with pytest.raises(errors.InvalidArgument, match="exceeds"):
+        s.request("exists", {"name": "x" * (2 * 1024 * 1024)}, timeout=60)
+    assert time.monotonic() - started < 10
