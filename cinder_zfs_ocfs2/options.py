@@ -63,7 +63,9 @@ agent_opts = [
     cfg.StrOpt("zfs_ssh_agent_command", default="cinder-zfs-agent",
                help="Command requested on the node (the key's forced command wins if set)."),
     cfg.IntOpt("zfs_ssh_timeout", default=300, min=1,
-               help="Seconds to wait for one agent reply before the call fails."),
+               help="Seconds a call may go without a reply or a progress report from the "
+                    "agent before it fails. Long copies (independent clones, migrations) report "
+                    "progress as they go, so this bounds silence, not the length of a copy."),
     cfg.IntOpt("zfs_ssh_connect_retries", default=3, min=1,
                help="Connection attempts (with exponential backoff) before a call fails."),
 ]

@@ -102,6 +102,8 @@ SETTABLE: dict[str, tuple[frozenset[str], Callable[[str, str], str]]] = {
     "volblocksize":   (frozenset({"create_volume"}),        _block_size),  # fixed at creation
     "snapdev":        (frozenset({"set"}),                  _one_of({"hidden", "visible"})),
     "readonly":       (frozenset({"set"}),                  _one_of({"on", "off"})),
+    # a plain block device: the node never scans a guest's partitions or LVM/MD signatures
+    "volmode":        (_CREATE - {"create_filesystem"},     _one_of({"dev"})),
 }
 # User properties (USER_NAMESPACE only) may be set by these; snapshot takes nothing else.
 USER_SETTABLE = _CREATE | {"set", "snapshot", "inherit"}

@@ -40,7 +40,7 @@ HOSTILE_NATIVE = [("mountpoint", "/mnt/x"), ("canmount", "on"), ("sharenfs", "on
                   ("refquota", "1"), ("sync", "disabled"), ("checksum", "off"),
                   ("copies", "3"), ("dedup", "on"), ("exec", "on"), ("setuid", "on"),
                   ("devices", "on"), ("zoned", "on"), ("keylocation", "file:///etc/shadow"),
-                  ("primarycache", "none"), ("volmode", "dev"), ("redundant_metadata", "most")]
+                  ("primarycache", "none"), ("logbias", "throughput"), ("redundant_metadata", "most")]
 
 
 @pytest.mark.parametrize("prop,value", HOSTILE_NATIVE)
@@ -234,3 +234,14 @@ def test_every_command_has_a_deadline(monkeypatch):
     assert policy.deadline(["zfs", "destroy"]) == 0.2
     assert policy.deadline(["udevadm", "settle"]) == policy.DEADLINES["udevadm"]
     assert policy.deadline(["zpool", "list"]) == policy.DEFAULT_DEADLINE
+
+
+@pytest.mark.parametrize("value", ["full", "geom", "none", "default"])
+def test_volmode_is_dev_or_nothing(ops, value):
+    """New zvols are plain block devices; a mode that lets the node scan a guest's partitions
+    (full, geom, default) is refused."""
+    exc = refused(lambda o, p: o.create_volume(NEW, 1 << 30, properties=p), ops,
+                  {"volmode": value})
+    assert "volmode" in exc.message
+    exc = refused(lambda o, p: o.set(VOL, p), ops, {"volmode": "dev"})  # never changed later
+    assert "volmode" in exc.message
