@@ -165,6 +165,8 @@ class ManageOperations:
         if source != target:
             self.zfs.rename(source, target)
             self.ops.index.deleted(source)
+            # a row to complete: completion only fills rows an intent made
+            self.ops.index.creating([target], None)
             self.ops.index.created([target])
         LOG.info("Managed snapshot %s as %s", source, target)
         return target

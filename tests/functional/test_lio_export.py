@@ -179,8 +179,9 @@ def test_snapshot_exported_read_only(node, dataset, agent):
     hex_id = dataset.rsplit("-", 1)[1]
     volume = f"{dataset}/volume-2"
     snapshot = f"{volume}@snapshot-1"
-    agent.call("create_volume", name=volume, size=32 * MiB, sparse=True,
-               properties={"snapdev": "visible"})
+    agent.call("create_volume", name=volume, size=32 * MiB, sparse=True)
+    # as the driver does it: snapdev is set on the zvol when a snapshot is exported
+    agent.call("set", name=volume, properties={"snapdev": "visible"})
     device = agent.call("wait_for_device", name=volume)
     data = os.urandom(2 * MiB)
     node.put_bytes(data, f"/tmp/ft-lio-{hex_id}.bin")

@@ -72,7 +72,7 @@ def test_manage_out_of_band_zvol_and_snapshot_then_unmanage(node, make_driver):
     drv.manage_existing_snapshot(snapshot, {"source-name": "nightly"})
     assert node.run(f"zfs list -H -o name {drv._snapshot_name(snapshot)}").returncode == 0
 
-    # an exported zvol is not safe to manage (it is in use)
+    # a live Cinder volume (exported too) is not safe to manage: its ownership marks say why
     other = volume_obj(project_id="proj-m")
     drv.create_volume(other)
     attach(drv, node, other)
@@ -80,7 +80,8 @@ def test_manage_out_of_band_zvol_and_snapshot_then_unmanage(node, make_driver):
         listing = drv.get_manageable_volumes([volume], None, 100, 0, ["size"], ["asc"])
         by_name = {e["reference"]["source-name"].rpartition("/")[2]: e for e in listing}
         assert by_name[f"volume-{other.id}"]["safe_to_manage"] is False
-        assert by_name[f"volume-{other.id}"]["reason_not_safe"] == "exported (in use)"
+        assert by_name[f"volume-{other.id}"]["reason_not_safe"].startswith(
+            f"Cinder volume {other.id} of project proj-m")
         assert by_name[f"volume-{volume.id}"]["cinder_id"] == volume.id
         snaps = drv.get_manageable_snapshots([snapshot], None, 100, 0, ["size"], ["asc"])
         assert any(s["cinder_id"] == snapshot.id for s in snaps)

@@ -40,7 +40,8 @@ HOSTILE_NATIVE = [("mountpoint", "/mnt/x"), ("canmount", "on"), ("sharenfs", "on
                   ("refquota", "1"), ("sync", "disabled"), ("checksum", "off"),
                   ("copies", "3"), ("dedup", "on"), ("exec", "on"), ("setuid", "on"),
                   ("devices", "on"), ("zoned", "on"), ("keylocation", "file:///etc/shadow"),
-                  ("primarycache", "none"), ("logbias", "throughput"), ("redundant_metadata", "most")]
+                  ("primarycache", "none"), ("logbias", "throughput"),
+                  ("redundant_metadata", "most")]
 
 
 @pytest.mark.parametrize("prop,value", HOSTILE_NATIVE)

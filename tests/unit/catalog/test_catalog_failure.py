@@ -356,6 +356,23 @@ def test_manageable_snapshots_come_from_the_catalog(make_driver, tmp_path):
     assert [(e["cinder_id"], e["safe_to_manage"]) for e in found] == [(managed.id, False)]
 
 
+def test_a_managed_snapshot_is_in_the_catalog_at_once(make_driver, tmp_path):
+    """Managing renames an admin's snapshot to snapshot-<id>: the catalog has the new row
+    without waiting for a reconciliation (completion only fills rows an intent made)."""
+    drv, fake = make_driver(zfs_catalog_connection=f"sqlite:///{tmp_path}/c.sqlite")
+    vol = volume_obj()
+    drv.create_volume(vol)
+    zvol = drv._volume_name(vol)
+    fake.snapshot([f"{zvol}@nightly"])
+    snapshot = snapshot_obj(vol)
+    drv.manage_existing_snapshot(snapshot, {"source-name": "nightly"})
+    assert drv.ops.index.flush()
+    row = drv.ops.index.catalog.get(drv._snapshot_name(snapshot))
+    assert row is not None and row.state == "available" and row.kind == "cinder"
+    found = drv.get_manageable_snapshots([snapshot], None, 100, 0, ["size"], ["asc"])
+    assert [e["cinder_id"] for e in found] == [snapshot.id]
+
+
 def test_the_cli_says_the_catalog_database_is_down(capsys):
     from cinder_zfs_ocfs2.cmd import catalog as cli
 
