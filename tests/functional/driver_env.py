@@ -30,6 +30,17 @@ def package_tarball() -> bytes:
     return buf.getvalue()
 
 
+def ensure_second_pool(node) -> str:
+    """Pool `ftmig` on a sparse file in the guest: another pool of the same node (migrations),
+    and one of the agent's roots. Not in the cache file: after a reboot of the node it is
+    imported again, or made anew."""
+    node.run("zpool list ftmig >/dev/null 2>&1 || "
+             "zpool import -o cachefile=none -d /var/tmp ftmig 2>/dev/null || "
+             "(truncate -s 4G /var/tmp/ftmig.img && "
+             "zpool create -f -o cachefile=none ftmig /var/tmp/ftmig.img)")
+    return "ftmig"
+
+
 def install_agent(node, key_dir: pathlib.Path) -> pathlib.Path:
     """Install the agent and authorize a key whose only power is to run it."""
     key = key_dir / "agent_key"
@@ -55,9 +66,14 @@ def install_agent(node, key_dir: pathlib.Path) -> pathlib.Path:
 @pytest.fixture(scope="session")
 def agent_key(node, tmp_path_factory):
     key_dir = tmp_path_factory.mktemp("agent")
-    # a restarted node may have lost what was not yet on its disk: install again after it
-    node.on_restart(lambda n: install_agent(n, key_dir))
-    return install_agent(node, key_dir)
+
+    def install(n):
+        ensure_second_pool(n)   # the agent serves it: it must be there (again) when it starts
+        return install_agent(n, key_dir)
+
+    # a restarted node has lost ftmig, and maybe what was not yet on its disk: again after it
+    node.on_restart(install)
+    return install(node)
 
 
 @pytest.fixture(scope="session")

@@ -6,19 +6,13 @@ import uuid
 
 import pytest
 
-from tests.functional.driver_env import volume_obj
+from tests.functional.driver_env import ensure_second_pool, volume_obj
 from tests.functional.test_driver import read_hash, settle, write_random
 
 
 @pytest.fixture
 def second_pool(node):   # per test: cheap when there, and a restarted node may have lost it
-    """Pool `ftmig` on a sparse file in the guest: another pool of the same node."""
-    # Not in the cache file: after a reboot of the node it is imported again, or made anew.
-    node.run("zpool list ftmig >/dev/null 2>&1 || "
-             "zpool import -o cachefile=none -d /var/tmp ftmig 2>/dev/null || "
-             "(truncate -s 4G /var/tmp/ftmig.img && "
-             "zpool create -f -o cachefile=none ftmig /var/tmp/ftmig.img)")
-    return "ftmig"
+    return ensure_second_pool(node)
 
 
 def test_retype_compression_in_place_keeps_data(node, make_driver):
