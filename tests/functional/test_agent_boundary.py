@@ -22,7 +22,6 @@ import concurrent.futures
 import io
 import json
 import logging
-import os
 import random
 import re
 import shlex
@@ -450,9 +449,14 @@ def test_receive_failing_mid_stream_leaves_nothing_and_the_agent_serves(node, ar
 
 # -- a long independent clone under a short zfs_ssh_timeout --------------------------------------
 
-# Data written into the 1 GiB volume (the rest stays unwritten: send|receive skips it): enough
-# that the copy takes several times zfs_ssh_timeout (15 s) on the emulated node (~2.5 MB/s).
+# zfs_ssh_timeout of the test: twice the agent's progress interval (5 s), so a late progress
+# frame on a busy node does not end the call, and short enough that the copy outlasts it.
+TIMEOUT = 10
+# Data written into the 1 GiB volume (the rest stays unwritten: send|receive skips it): at
+# least CLONE_MIB, and for at least WRITE_SECONDS, up to 1000 MiB.
 CLONE_MIB = 256
+WRITE_SECONDS = 40
+
 
 def test_an_independent_clone_longer_than_the_timeout_completes_with_progress(node, area,
                                                                              tmp_path, caplog):
@@ -461,16 +465,21 @@ def test_an_independent_clone_longer_than_the_timeout_completes_with_progress(no
     drv = driver_env.build_driver(
         node, None, f"{root}/cinder", f"sqlite:///{tmp_path}/catalog.sqlite",
         zfs_ssh_private_key=node.key_path, zfs_ssh_agent_command=agent_command(root),
-        zfs_ssh_timeout=15, zfs_create_root_dataset=True)
+        zfs_ssh_timeout=TIMEOUT, zfs_create_root_dataset=True)
     try:
-        mib = int(os.environ.get("AB_CLONE_MIB", CLONE_MIB))
         vol = driver_env.volume_obj(size=1)
         drv.create_volume(vol)
         name = drv._volume_name(vol)
         node.wait_for_path(f"/dev/zvol/{name}")
-        # Incompressible data, so the copy moves every byte.
-        node.run(f"dd if=/dev/urandom of=/dev/zvol/{name} bs=1M count={mib} oflag=direct "
-                 f"status=none", timeout=1800)
+        # Incompressible data, so the copy moves every byte: as much as the node writes in
+        # WRITE_SECONDS (at least CLONE_MIB), so the copy outlasts the timeout whatever the
+        # node's speed today (a busy node copies 256 MiB in ~65 s, a quiet one in ~30 s).
+        mib = int(node.run(
+            f"end=$(($(date +%s) + {WRITE_SECONDS})); i=0; "
+            f"while [ $i -lt {CLONE_MIB} ] || [ $(date +%s) -lt $end ]; do "
+            f"[ $i -ge 1000 ] && break; dd if=/dev/urandom of=/dev/zvol/{name} bs=1M count=8 "
+            f"seek=$i oflag=direct conv=notrunc status=none; i=$((i + 8)); done; echo $i",
+            timeout=1800).stdout.split()[-1])
         snap = driver_env.snapshot_obj(vol)
         drv.create_snapshot(snap)
         clone = driver_env.volume_obj(size=1, extra_specs={"zfs:clone_mode": "independent"})
@@ -478,8 +487,8 @@ def test_an_independent_clone_longer_than_the_timeout_completes_with_progress(no
         drv.create_volume_from_snapshot(clone, snap)
         took = time.monotonic() - started
         logging.getLogger(__name__).info("independent clone of %d MiB took %.0f s", mib, took)
-        assert took > 3 * 15, f"the copy took {took:.0f} s: too fast to show anything; " \
-                              f"raise AB_CLONE_MIB"
+        assert took > 2 * TIMEOUT, f"the copy of {mib} MiB took {took:.0f} s: too fast to " \
+                                   f"show anything"
         copy = drv._volume_name(clone)
         assert node.run(f"zfs get -H -o value origin {copy}").stdout.strip() == "-"
         progress = [r.getMessage() for r in caplog.records
