@@ -14,7 +14,8 @@ $(STAMP): setup.cfg requirements-test.txt tools/bootstrap-venv.sh
 
 lint: venv
 	$(VENV)/bin/ruff check cinder_zfs_ocfs2 tests tools benchmarks
-	shellcheck -s bash devstack/plugin.sh devstack/settings devstack/override-defaults
+	shellcheck -s bash devstack/plugin.sh devstack/settings devstack/override-defaults \
+	    tools/storage-node/load
 
 # The fast loop: seconds, no VM, no root.
 unit: venv
