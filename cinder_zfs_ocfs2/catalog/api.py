@@ -22,8 +22,12 @@ import contextlib
 import dataclasses
 import datetime
 import math
+import os
+import shutil
+import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import NamedTuple
 
@@ -207,9 +211,7 @@ def _in_root(column: sa.ColumnElement, root: str) -> sa.ColumnElement:
     return sa.or_(*(sa.and_(column >= low, column < high) for low, high in _root_ranges(root)))
 
 
-def _setup_sqlite(engine: sa.Engine) -> None:
-    memory = engine.url.database in (None, "", ":memory:")
-
+def _setup_sqlite(engine: sa.Engine, *, scratch: bool = False) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record):
         # pysqlite's own transaction handling defers BEGIN and cannot take the write lock up
@@ -217,11 +219,10 @@ def _setup_sqlite(engine: sa.Engine) -> None:
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
         cur.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-        if not memory:
-            cur.execute("PRAGMA journal_mode = WAL")
-            # WAL + NORMAL: durable across process crashes; a power cut may lose the last
-            # commits, which reconciliation restores from the pool.
-            cur.execute("PRAGMA synchronous = NORMAL")
+        cur.execute("PRAGMA journal_mode = WAL")
+        # WAL + NORMAL: durable across process crashes; a power cut may lose the last
+        # commits, which reconciliation restores from the pool. A scratch file needs no sync.
+        cur.execute(f"PRAGMA synchronous = {'OFF' if scratch else 'NORMAL'}")
         cur.close()
 
     @event.listens_for(engine, "begin")
@@ -297,19 +298,21 @@ class Catalog:
                 SC.c.backend_section == identity.backend_section, SC.c.node == identity.node,
                 SC.c.root == identity.root)).scalar()
 
-        with self._read() as conn:
+        # Under _scope_id's lock: the engine directly (_read/_write resolve the scope first).
+
+        with self.engine.connect() as conn:
             found = find(conn)
         if found is not None:
             return found
         try:
-            with self._write() as conn:
+            with self._writer.begin() as conn:
                 found = conn.execute(SC.insert().values(
                     backend_section=identity.backend_section, node=identity.node,
                     root=identity.root, created_at=self._clock())).inserted_primary_key[0]
                 if tuple(identity) != models.UNSCOPED and identity.root:
                     self._adopt_unscoped(conn, found, identity.root)
         except sa.exc.IntegrityError:
-            with self._read() as conn:  # another host created the same scope first
+            with self.engine.connect() as conn:  # another host created the same scope first
                 found = find(conn)
         LOG.info("Snapshot catalog scope %s is id %s in %s", identity, found, self.url)
         return found
@@ -337,19 +340,24 @@ class Catalog:
         """Open (and by default create or upgrade) the catalog at an SQLAlchemy URL.
 
         ``sqlite:///<file>``: WAL, busy_timeout, writers BEGIN IMMEDIATE (threads of one
-        process, or a few processes on one host). ``sqlite://`` (memory) shares one connection:
-        for tests and one thread only. MySQL/PostgreSQL URLs: pre-pinged pooled connections
-        that give up connecting after CONNECT_TIMEOUT_S unless the URL says otherwise.
+        process, or a few processes on one host). ``sqlite://`` (memory, for tests): a private
+        temporary file, removed with the engine, so threads get the file's locking.
+        MySQL/PostgreSQL URLs: pre-pinged pooled connections that give up connecting after
+        CONNECT_TIMEOUT_S unless the URL says otherwise.
         Nothing connects here (see the module docstring).
         """
         parsed = sa.engine.make_url(url)
         if parsed.get_backend_name() == "sqlite":
+            scratch = None
             if parsed.database in (None, "", ":memory:"):
-                # One shared connection, or every checkout would see its own empty database.
-                engine_kwargs.setdefault("poolclass", sa.pool.StaticPool)
-                engine_kwargs.setdefault("connect_args", {"check_same_thread": False})
+                # A memory database lives in one connection, which the driver's threads (catalog
+                # worker, reconciliation, callers) would share and interleave transactions on.
+                scratch = tempfile.mkdtemp(prefix="zfs-catalog-")
+                parsed = parsed.set(database=os.path.join(scratch, "catalog.sqlite"))
             engine = sa.create_engine(parsed, **engine_kwargs)
-            _setup_sqlite(engine)
+            if scratch is not None:
+                weakref.finalize(engine, shutil.rmtree, scratch, ignore_errors=True)
+            _setup_sqlite(engine, scratch=scratch is not None)
         else:
             engine_kwargs.setdefault("pool_pre_ping", True)
             engine_kwargs.setdefault("pool_recycle", 3600)
@@ -394,6 +402,7 @@ class Catalog:
             yield session
 
     def _read(self):
+        self._scope_id()  # as in _write
         return self.engine.connect()
 
     def _mine(self, table: sa.Table) -> sa.ColumnElement:
@@ -408,6 +417,9 @@ class Catalog:
         return self._mine(table)
 
     def _write(self):
+        # Schema and scope first: resolved inside this transaction, the first call would run
+        # the migration on a second connection that waits for this one's lock (SQLite).
+        self._scope_id()
         return self._writer.begin()
 
     # -- write-through -----------------------------------------------------------------------
