@@ -299,7 +299,6 @@ class Catalog:
                 SC.c.root == identity.root)).scalar()
 
         # Under _scope_id's lock: the engine directly (_read/_write resolve the scope first).
-
         with self.engine.connect() as conn:
             found = find(conn)
         if found is not None:
