@@ -93,6 +93,7 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
         self.ops: VolumeOperations | None = None
         self.target_driver = None
         self.protocol = "iSCSI"
+        self._start_up_pending = False  # the node was unreachable at check_for_setup_error
 
     @classmethod
     def get_driver_options(cls):
@@ -153,19 +154,37 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
                      f"or unset it for the embedded SQLite catalog") from exc
 
     def check_for_setup_error(self):
-        with cinder_errors("storage node check"):
-            version = self.zfs.version()
-            pool = self.zfs.pool_capacity(self.ops.names.pool)
-            if pool.health not in ("ONLINE", "DEGRADED"):
-                raise exception.VolumeBackendAPIException(
-                    data=f"pool {pool.name} is {pool.health}: repair it (zpool status -x) "
-                         f"before starting this backend")
-            self.ops.ensure_root(self.configuration.zfs_create_root_dataset)
-            # Another service of the cluster may be repairing right now: wait for it.
-            with self.ops.maintenance(wait=None):
-                self.ops.repair()
-                reclaimed = self.ops.reclaim()
-            self._report_zvols_not_like_new()
+        """The node's checks, repair and reclaim. A node that cannot be reached now (rebooting
+        while cinder-volume starts) does not fail the backend: Cinder gives up on a driver
+        after a few init attempts and it would stay uninitialized until someone restarts
+        the service. It starts with backend_state 'down' instead and finishes these steps
+        in the first stats report that reaches the node."""
+        try:
+            with cinder_errors("storage node check"):
+                self._start_up()
+        except exception.VolumeBackendAPIException as exc:
+            if not isinstance(exc.__cause__, errors.TransportError):
+                raise
+            self._start_up_pending = True
+            LOG.warning("Backend %s starts without its storage node (%s); it reports "
+                        "backend_state down and finishes its start-up checks when the node "
+                        "answers. Check that the node is running and reachable.",
+                        self.backend_name, exc.__cause__.message)
+
+    def _start_up(self) -> None:
+        version = self.zfs.version()
+        pool = self.zfs.pool_capacity(self.ops.names.pool)
+        if pool.health not in ("ONLINE", "DEGRADED"):
+            raise exception.VolumeBackendAPIException(
+                data=f"pool {pool.name} is {pool.health}: repair it (zpool status -x) "
+                     f"before starting this backend")
+        self.ops.ensure_root(self.configuration.zfs_create_root_dataset)
+        # Another service of the cluster may be repairing right now: wait for it.
+        with self.ops.maintenance(wait=None):
+            self.ops.repair()
+            reclaimed = self.ops.reclaim()
+        self._report_zvols_not_like_new()
+        self._start_up_pending = False
         # In the background: whole-root listings must not hold up the backend's start. Until
         # the legacy clone temps are marked they count as an admin's: kept, never destroyed.
         self.ops.index.reconcile_in_background("start-up", before=self._start_up_pool_pass)
@@ -409,11 +428,12 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
             self.manage.adopt_snapshot(self._volume_name(snapshot.volume), existing_ref,
                                        snapshot.id)
 
+    @synchronized(locks.SNAPSHOT_VOLUME)
     def unmanage_snapshot(self, snapshot):
-        # The snapshot stays on the pool under its name; a later volume delete refuses to
-        # destroy it (it is not hidden), so nothing Cinder forgot is lost.
-        LOG.info("Unmanaged snapshot %s; it stays on the pool as %s", snapshot.id,
-                 self._snapshot_name(snapshot))
+        name = self._snapshot_name(snapshot)
+        with cinder_errors(f"unmanage snapshot {snapshot.id}"):
+            self.manage.release_snapshot(name)
+        LOG.info("Unmanaged snapshot %s; it stays on the pool as %s", snapshot.id, name)
 
     def get_manageable_volumes(self, cinder_volumes, marker, limit, offset, sort_keys,
                                sort_dirs):
@@ -449,11 +469,12 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
         for snap, volume in found:
             sid = snapshot_id_of(snap.name)
             cinder_id = sid if sid in managed else None
+            live = self.manage.live_refusal(snap)
             entries.append({
                 "reference": {"source-name": snap.short_name},
                 "size": manage_size_gb(volume.volsize),
-                "safe_to_manage": cinder_id is None,
-                "reason_not_safe": "already managed" if cinder_id else None,
+                "safe_to_manage": cinder_id is None and live is None,
+                "reason_not_safe": "already managed" if cinder_id else live,
                 "cinder_id": cinder_id, "extra_info": None,
                 "source_reference": {"source-name": volume.name.rpartition("/")[2]}})
         return volume_utils.paginate_entries_list(entries, marker, limit, offset, sort_keys,
@@ -488,7 +509,7 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
     def _manageable(self, snap, volumes: dict) -> bool:
         volume = volumes.get(snap.dataset)
         return volume is not None and not is_internal(snap) and \
-            not self.manage.snapshot_refusal(snap) and \
+            not self.manage.internal_refusal(snap) and \
             not volume.name.startswith(self.ops.names.trash_root + "/") and \
             not volume.name.rpartition("/")[2].startswith("revert-")
 
@@ -743,7 +764,16 @@ class ZFSOCFS2Driver(driver.VolumeDriver):
             "consistent_group_snapshot_enabled": True,
         }
         try:
+            if self._start_up_pending:
+                with cinder_errors("storage node check"):
+                    self._start_up()
             capacity = self.ops.capacity()
+        except exception.VolumeBackendAPIException as exc:
+            LOG.warning("Backend %s stays down: %s", self.backend_name, exc.msg)
+            self._stats = {**stats, "backend_state": "down", "backend_state_reason": exc.msg,
+                           "total_capacity_gb": 0, "free_capacity_gb": 0,
+                           "pool_health": "UNKNOWN"}
+            return
         except errors.ZFSError as exc:
             LOG.warning("Backend %s is down: cannot read the capacity of %s (%s). Check that "
                         "the storage node is running and reachable; the backend comes back "

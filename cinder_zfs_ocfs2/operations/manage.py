@@ -26,6 +26,7 @@ from cinder_zfs_ocfs2.zfs.names import (
 )
 from cinder_zfs_ocfs2.zfs.types import (
     PROP_BACKEND,
+    PROP_CINDER_SNAPSHOT,
     PROP_HIDDEN,
     PROP_PROJECT_ID,
     PROP_VOLUME_ID,
@@ -69,14 +70,29 @@ class ManageOperations:
                     f"{PROP_VOLUME_ID} {volume.name}` (and {PROP_PROJECT_ID}, {PROP_BACKEND})")
         return None
 
-    def snapshot_refusal(self, snapshot: Snapshot) -> str | None:
-        """Why ``snapshot`` must not be managed, or None when it may be."""
+    @staticmethod
+    def internal_refusal(snapshot: Snapshot) -> str | None:
+        """Why ``snapshot`` is the driver's own and never offered for managing, or None."""
         if is_hidden(snapshot):
             return ("a hidden snapshot (deleted by Cinder or destroyed deferred): ZFS "
                     "destroys it when its last clone goes")
         if is_clone_temp(snapshot):
             return "the driver's temp snapshot behind a clone"
         return None
+
+    @staticmethod
+    def live_refusal(snapshot: Snapshot) -> str | None:
+        """Why ``snapshot`` belongs to Cinder already (listed as not safe), or None."""
+        if snapshot.user_props.get(PROP_CINDER_SNAPSHOT) == "true":
+            return (f"a live Cinder snapshot (it carries {PROP_CINDER_SNAPSHOT}, which "
+                    f"unmanage removes); unmanage it first, or, if Cinder has no such "
+                    f"snapshot, clear the mark with `zfs inherit {PROP_CINDER_SNAPSHOT} "
+                    f"{snapshot.name}`")
+        return None
+
+    def snapshot_refusal(self, snapshot: Snapshot) -> str | None:
+        """Why ``snapshot`` must not be managed, or None when it may be."""
+        return self.internal_refusal(snapshot) or self.live_refusal(snapshot)
 
     def _check_manageable(self, volume: Volume) -> None:
         reason = self.refusal(volume)
@@ -168,8 +184,14 @@ class ManageOperations:
             # a row to complete: completion only fills rows an intent made
             self.ops.index.creating([target], None)
             self.ops.index.created([target])
+        self.zfs.set_properties(target, {PROP_CINDER_SNAPSHOT: "true"})
         LOG.info("Managed snapshot %s as %s", source, target)
         return target
+
+    def release_snapshot(self, name: str) -> None:
+        """Unmanage: the snapshot stays under its name, without the live-snapshot mark (a
+        later volume delete still refuses to destroy it: it is not hidden)."""
+        self.zfs.inherit(name, PROP_CINDER_SNAPSHOT)
 
     def rename_volume(self, name: str, new_name: str) -> None:
         self.zfs.rename(name, new_name)

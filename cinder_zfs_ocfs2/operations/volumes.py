@@ -40,6 +40,7 @@ from cinder_zfs_ocfs2.zfs.names import (
 )
 from cinder_zfs_ocfs2.zfs.types import (
     PROP_BACKEND,
+    PROP_CINDER_SNAPSHOT,
     PROP_FILESYSTEM,
     PROP_GROUP_SNAPSHOT_ID,
     PROP_HIDDEN,
@@ -380,8 +381,11 @@ class VolumeOperations:
 
     def create_snapshots(self, snapshot_names: list[str],
                          group_snapshot_id: str | None = None) -> None:
-        """One ZFS call for all: one txg, all-or-nothing."""
-        props = {PROP_GROUP_SNAPSHOT_ID: group_snapshot_id} if group_snapshot_id else None
+        """One ZFS call for all: one txg, all-or-nothing; each marked as a live Cinder
+        snapshot (manage refuses those)."""
+        props = {PROP_CINDER_SNAPSHOT: "true"}
+        if group_snapshot_id:
+            props[PROP_GROUP_SNAPSHOT_ID] = group_snapshot_id
         self._snapshot(snapshot_names, props, group_snapshot_id)
 
     def create_clone_temps(self, snapshot_names: list[str]) -> None:

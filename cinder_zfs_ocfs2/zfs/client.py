@@ -12,7 +12,7 @@ from cinder_zfs_ocfs2.zfs import errors
 from cinder_zfs_ocfs2.zfs.types import USER_PROP_PREFIX, PoolCapacity, Snapshot, Volume
 
 _USER_PROPS = ("volume_id", "project_id", "backend", "snapshot_id", "group_snapshot_id",
-               "hidden", "operation", "internal")
+               "hidden", "operation", "internal", "cinder_snapshot")
 USER_PROPS = tuple(USER_PROP_PREFIX + p for p in _USER_PROPS)
 SNAPSHOT_PROPS = ("name", "guid", "createtxg", "creation", "used", "referenced", "written",
                   "clones", "defer_destroy", "userrefs") + USER_PROPS

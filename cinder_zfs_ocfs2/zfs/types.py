@@ -19,6 +19,11 @@ PROP_OCFS2_STACK = USER_PROP_PREFIX + "ocfs2_cluster_stack"
 # Set when taken on snapshots the driver makes for itself (value: names.CLONE_TEMP), so that
 # the name alone never makes a snapshot internal (an admin may call one @clone-anything).
 PROP_INTERNAL = USER_PROP_PREFIX + "internal"
+# Set when taken (or managed) on every snapshot Cinder holds; unmanage removes it. A snapshot
+# carrying it is a live Cinder snapshot, and manage never adopts it (its name cannot tell: an
+# unmanaged snapshot keeps its snapshot-<uuid> name). One value for all, so a batch of snapshots
+# stays one ZFS call.
+PROP_CINDER_SNAPSHOT = USER_PROP_PREFIX + "cinder_snapshot"
 # Set on a volume while a clone-and-swap or promote is in flight (crash repair marker).
 PROP_OPERATION = USER_PROP_PREFIX + "operation"
 

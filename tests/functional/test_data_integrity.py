@@ -3,8 +3,9 @@
 1. an OCFS2 volume reverted by clone-and-swap keeps its filesystem identity: a later clone of
    it gets a new UUID and mounts beside it;
 2. an admin's @clone-* snapshot is never destroyed by a volume delete;
-3. managing another project's live volume, or any of the driver's own objects, is refused with
-   ManageExistingInvalidReference and changes nothing;
+3. managing another project's live volume, a live snapshot, or any of the driver's own
+   objects, is refused with ManageExistingInvalidReference and changes nothing; an unmanaged
+   snapshot is managed back by its name (Tempest's round trip);
 4. an attached volume migrated between the node's two pools (Cinder's generic migration: a
    new volume on the other pool, the data copied under the attachment, as Nova's swap does)
    keeps working through its export, detaches cleanly and deletes.
@@ -137,6 +138,10 @@ def test_manage_refuses_live_volumes_and_the_drivers_own_objects(node, make_driv
     cloned_name = drv.ops.names.volume("proj-alice", cloned.id)
     node.run(f"zfs snapshot {cloned_name}@s && zfs clone {cloned_name}@s {scratch}")
 
+    live_snap = snapshot_obj(alice)
+    drv.create_snapshot(live_snap)                   # marked live when taken (lzc props)
+    live = drv._snapshot_name(live_snap)
+    assert zfs_get(node, "org.openstack.cinder:cinder_snapshot", live) == "true"
     bob = volume_obj(project_id="proj-bob")
     before = pool_state(node, root)
     for ref in (f"volume-{alice.id}", alice_name, f"proj-alice/volume-{alice.id}",
@@ -148,10 +153,16 @@ def test_manage_refuses_live_volumes_and_the_drivers_own_objects(node, make_driv
         assert "cannot be managed" in str(info.value)
     bob_snapshot = snapshot_obj(alice)
     for short in (drv._snapshot_name(hidden_snap).partition("@")[2],
-                  temp.partition("@")[2]):
+                  temp.partition("@")[2], live.partition("@")[2]):
         with pytest.raises(exception.ManageExistingInvalidReference):
             drv.manage_existing_snapshot(bob_snapshot, {"source-name": short})
     assert pool_state(node, root) == before
+    drv.unmanage_snapshot(live_snap)                 # Tempest's round trip: back by its name
+    assert zfs_get(node, "org.openstack.cinder:cinder_snapshot", live) == "-"
+    drv.manage_existing_snapshot(bob_snapshot, {"source-name": live.partition("@")[2]})
+    assert zfs_get(node, "org.openstack.cinder:cinder_snapshot",
+                   drv._snapshot_name(bob_snapshot)) == "true"
+    drv.delete_snapshot(bob_snapshot)
 
     node.run(f"zfs destroy {scratch} && zfs destroy {cloned_name}@s")
     for volume in (keeps_it, from_hidden, cloned, alice):

@@ -153,15 +153,6 @@ def test_degraded_pool_is_accepted(make_driver):
     make_driver(FakeZFS(ROOT, health="DEGRADED"))
 
 
-def test_unreachable_node_at_start_up(make_driver):
-    fake = FakeZFS(ROOT)
-    fake.fail("version", errors.TransportError("ssh: connect to host node port 22: refused"))
-    drv, _ = make_driver(fake, check=False)
-    with pytest.raises(exception.VolumeBackendAPIException) as info:
-        drv.check_for_setup_error()
-    assert "storage node unreachable" in str(info.value) and "refused" in str(info.value)
-
-
 @pytest.mark.parametrize("opts", [{"zfs_root_dataset": "tank//cinder"},
                                   {"zfs_volblocksize": "3K"}, {"zfs_compression": "xz"}])
 def test_bad_configuration_is_invalid_input(make_driver, opts):
@@ -491,6 +482,31 @@ def test_stats_when_the_node_is_unreachable_say_down_and_recover(drv):
     assert stats["backend_state"] == "up" and stats["free_capacity_gb"] == 1024
 
 
+def test_a_node_unreachable_at_start_up_leaves_the_backend_down_until_it_answers(make_driver):
+    """cinder-volume starting while the node reboots: no failed init (Cinder would give up
+    on the driver for good); down until the node answers, then the start-up steps run."""
+    fake = FakeZFS(ROOT)
+    fake.fail("version", errors.TransportError("connection refused"), times=2)
+    drv, fake = make_driver(fake=fake)                 # check_for_setup_error did not raise
+    stats = drv.get_volume_stats(refresh=True)
+    assert stats["backend_state"] == "down" and "refused" in stats["backend_state_reason"]
+    assert stats["free_capacity_gb"] == 0
+    assert not fake.called("pool_capacity")            # nothing past the failed check
+    stats = drv.get_volume_stats(refresh=True)         # the node is back
+    assert stats["backend_state"] == "up" and stats["free_capacity_gb"] > 0
+    assert len(fake.called("version")) == 3 and fake.called("pool_capacity")
+    drv.create_volume(volume_obj())
+    drv.get_volume_stats(refresh=True)                 # the start-up steps ran once
+    assert len(fake.called("version")) == 3
+
+
+def test_a_faulted_pool_at_start_up_still_fails_the_backend(make_driver):
+    fake = FakeZFS(ROOT)
+    fake.health = "FAULTED"
+    with pytest.raises(exception.VolumeBackendAPIException, match="FAULTED"):
+        make_driver(fake=fake)
+
+
 def test_a_failing_periodic_reclaim_never_fails_the_stats(make_driver):
     drv, fake = make_driver(zfs_catalog_reconcile_interval=1)
     drv.ops.index.last_reconcile = 0  # the interval has passed
@@ -717,6 +733,30 @@ def test_manage_refusals_are_invalid_references_and_change_nothing(drv):
     listing = drv.get_manageable_volumes([bob], None, 100, 0, ["size"], ["asc"])
     entry = next(e for e in listing if alice.id in e["reference"]["source-name"])
     assert entry["safe_to_manage"] is False and "palice" in entry["reason_not_safe"]
+
+
+def test_a_snapshot_unmanaged_then_managed_again_like_tempest_does(drv):
+    """Tempest: unmanage a snapshot, then manage it back by its old name. Before unmanage it
+    is refused (a live Cinder snapshot keeps the same name) and listed as not safe."""
+    drv, fake = drv
+    vol, snap = volume_with_snapshot(drv)
+    short = zsnap(snap).partition("@")[2]
+    other = snapshot_obj(vol)
+    with pytest.raises(exception.ManageExistingInvalidReference) as info:
+        drv.manage_existing_snapshot(other, {"source-name": short})
+    assert "live Cinder snapshot" in str(info.value)
+    drv.ops.index.flush()  # the listing comes from the catalog
+    (entry,) = drv.get_manageable_snapshots([], None, 100, 0, ["size"], ["asc"])
+    assert entry["safe_to_manage"] is False and "unmanage" in entry["reason_not_safe"]
+    drv.unmanage_snapshot(snap)
+    assert zsnap(snap) in fake.tree()
+    drv.ops.index.flush()
+    (entry,) = drv.get_manageable_snapshots([], None, 100, 0, ["size"], ["asc"])
+    assert entry["safe_to_manage"] is True
+    drv.manage_existing_snapshot(other, {"source-name": short})
+    assert zsnap(other) in fake.tree() and zsnap(snap) not in fake.tree()
+    drv.delete_snapshot(other)
+    assert zsnap(other) not in fake.tree()
 
 
 def test_update_migrated_volume_renames_only_an_available_volume(drv):

@@ -17,6 +17,7 @@ from cinder_zfs_ocfs2.zfs import errors
 from cinder_zfs_ocfs2.zfs.names import CLONE_TEMP, NameSpace, is_driver_made, is_internal
 from cinder_zfs_ocfs2.zfs.types import (
     PROP_BACKEND,
+    PROP_CINDER_SNAPSHOT,
     PROP_FILESYSTEM,
     PROP_HIDDEN,
     PROP_INTERNAL,
@@ -334,6 +335,41 @@ def test_an_admins_snapshot_is_managed(ops, fake):
     sid = new_id()
     assert manage(ops).adopt_snapshot(name, {"source-name": "nightly"}, sid) == \
         NS.snapshot(name, sid)
+
+
+def test_a_live_cinder_snapshot_is_never_managed_and_an_unmanaged_one_is(ops, fake):
+    _, name = volume(ops, fake)
+    live = snapshot(ops, name)
+    short = live.partition("@")[2]
+    assert ops.zfs.get_snapshot(live).user_props[PROP_CINDER_SNAPSHOT] == "true"
+    # under its own id too: an unmanaged snapshot keeps its name, so the name cannot tell
+    for sid in (new_id(), short[len("snapshot-"):]):
+        assert_refused(fake, lambda s=sid: manage(ops).adopt_snapshot(
+            name, {"source-name": short}, s), "live Cinder snapshot", "unmanage")
+    assert_refused(fake, lambda: manage(ops).snapshot_size(name, {"source-name": short}))
+    manage(ops).release_snapshot(live)         # unmanage: the snapshot stays, unmarked
+    assert PROP_CINDER_SNAPSHOT not in ops.zfs.get_snapshot(live).user_props
+    sid = new_id()
+    target = manage(ops).adopt_snapshot(name, {"source-name": short}, sid)
+    assert target == NS.snapshot(name, sid)
+    assert ops.zfs.get_snapshot(target).user_props[PROP_CINDER_SNAPSHOT] == "true"
+
+
+def test_snapshots_of_a_group_are_marked_live_in_one_call(ops, fake):
+    names = [NS.snapshot(volume(ops, fake)[1], new_id()) for _ in range(3)]
+    calls = len(fake.calls)
+    ops.create_snapshots(names, group_snapshot_id=new_id())
+    assert [op for op, _ in fake.calls[calls:]].count("snapshot") == 1
+    assert all(ops.zfs.get_snapshot(n).user_props[PROP_CINDER_SNAPSHOT] == "true"
+               for n in names)
+
+
+def test_clone_temps_are_not_marked_live(ops, fake):
+    _, name = volume(ops, fake)
+    copy_of(ops, name)
+    (temp,) = [s for s in ops.zfs.list_snapshots(name, depth=1)
+               if s.short_name.startswith("clone-")]
+    assert PROP_CINDER_SNAPSHOT not in temp.user_props
 
 
 def test_transfer_moves_the_ownership_marks_with_the_volume(ops, fake):
