@@ -147,7 +147,9 @@ class SendReceive:
                     LOG.info("send|receive %s: %d MiB copied in %.0f s", self.label,
                              self.copied >> 20, now - started)
                     next_log += LOG_EVERY
-                if self.progress is not None and now >= next_report and pump.is_alive():
+                # Also while receive commits what it got (seconds on a loaded node): the
+                # caller's deadline is silence, and the copy is not done until receive is.
+                if self.progress is not None and now >= next_report:
                     next_report = now + PROGRESS_INTERVAL
                     try:
                         self.progress({"bytes": self.copied, "seconds": round(now - started)})

@@ -53,6 +53,7 @@ FAKE_ZFS = textwrap.dedent('''
         if got < int(env("SEND_BYTES", "1048576")):
             sys.stderr.write("cannot receive: failed to read from stream\\n")
             sys.exit(1)
+        time.sleep(float(env("RECV_COMMIT_DELAY", "0")))  # committing what it got
     elif cmd == "list":
         if not os.path.exists(path(args[-1])):
             sys.stderr.write(f"cannot open '{args[-1]}': dataset does not exist\\n")
@@ -108,6 +109,20 @@ def test_a_copy_reports_progress_and_returns_its_size(node, monkeypatch):
     assert len(reports) >= 2 and all(set(r) == {"bytes", "seconds"} for r in reports)
     assert [r["bytes"] for r in reports] == sorted(r["bytes"] for r in reports)
     assert exists(node, TARGET) and alive(node.state) == []
+
+
+def test_progress_goes_on_while_receive_commits_after_the_stream(node, monkeypatch):
+    """The caller's deadline is silence: a receive still committing after the last byte (long
+    on a loaded node) must keep the call alive."""
+    monkeypatch.setenv("SEND_BYTES", str(4 * 65536))
+    monkeypatch.setenv("RECV_COMMIT_DELAY", "1.5")
+    monkeypatch.setattr(sendrecv, "PROGRESS_INTERVAL", 0.2)
+    reports = []
+    started = time.monotonic()
+    node.send_receive(SNAP, TARGET, progress=lambda info: reports.append(
+        (time.monotonic() - started, info["bytes"])))
+    late = [at for at, copied in reports if copied == 4 * 65536 and at > 1.0]
+    assert late, f"no progress while receive committed: {reports}"
 
 
 def test_receive_failing_mid_stream_stops_send_and_destroys_the_partial_target(node,
