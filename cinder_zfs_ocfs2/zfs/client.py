@@ -7,6 +7,9 @@ failures arrive as cinder_zfs_ocfs2.zfs.errors types whichever transport carried
 from __future__ import annotations
 
 import os
+import time
+
+from oslo_log import log as logging
 
 from cinder_zfs_ocfs2.zfs import errors
 from cinder_zfs_ocfs2.zfs.types import USER_PROP_PREFIX, PoolCapacity, Snapshot, Volume
@@ -54,12 +57,58 @@ def parse_volume(row: dict) -> Volume:
         creation=_int(row, "creation"), user_props=_user_props(row))
 
 
+LOG = logging.getLogger(__name__)
+MiB = 1024 * 1024
+# Seconds between INFO lines about one image transfer (Cinder logs its own copies alike).
+TRANSFER_LOG_INTERVAL = 30.0
+_clock = time.monotonic  # the transfer log's clock (tests replace it, never time.monotonic)
+
+
+class _TransferLog:
+    """INFO lines for a long image transfer into or out of a volume: how much, rate, ETA."""
+
+    def __init__(self, what: str, total: int, clock=None, interval: float | None = None):
+        self.what, self.total, self.done = what, total, 0
+        self.clock = clock or _clock
+        self.interval = TRANSFER_LOG_INTERVAL if interval is None else interval
+        self.started = self.logged = self.clock()
+
+    def add(self, count: int) -> None:
+        self.done += count
+        now = self.clock()
+        if now - self.logged < self.interval:
+            return
+        self.logged = now
+        elapsed = now - self.started
+        rate = self.done / elapsed if elapsed > 0 else 0.0
+        eta = f"about {(self.total - self.done) / rate:.0f} s left" if rate else "rate unknown"
+        LOG.info("%s: %d of %d MiB (%d%%) in %.0f s, %.1f MiB/s, %s", self.what,
+                 self.done // MiB, self.total // MiB,
+                 100 * self.done // self.total if self.total else 100, elapsed, rate / MiB, eta)
+
+    def finish(self) -> None:
+        elapsed = self.clock() - self.started
+        LOG.info("%s: %d MiB in %.0f s (%.1f MiB/s)", self.what, self.done // MiB, elapsed,
+                 self.done / elapsed / MiB if elapsed > 0 else 0.0)
+
+
+class _CountingReader:
+    def __init__(self, file, log: _TransferLog):
+        self.file, self.log = file, log
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self.file.read(size)
+        self.log.add(len(chunk))
+        return chunk
+
+
 class _SparseWriter:
     """A file writer that seeks over all-zero chunks instead of writing them."""
 
-    def __init__(self, file):
+    def __init__(self, file, log: _TransferLog | None = None):
         self.file = file
         self.size = 0
+        self.log = log
 
     def write(self, chunk: bytes) -> None:
         if chunk.count(0) == len(chunk):
@@ -67,6 +116,8 @@ class _SparseWriter:
         else:
             self.file.write(chunk)
         self.size += len(chunk)
+        if self.log is not None:
+            self.log.add(len(chunk))
 
     def close(self) -> None:
         self.file.truncate(self.size)  # a trailing hole still counts
@@ -143,15 +194,23 @@ class ZFSClient:
             size = os.fstat(source.fileno()).st_size
             if size == 0:
                 raise errors.InvalidArgument(f"{path} is empty: nothing to write to {name}")
-            return self.transport.write_volume(name, source, size)
+            log = _TransferLog(f"image into {name}", size)
+            written = self.transport.write_volume(name, _CountingReader(source, log), size)
+        log.finish()
+        return written
 
     def read_volume_to_file(self, name: str, path: str) -> int:
         """Copy all of volume ``name`` into the file at ``path``, sparse: zero runs become
         holes, so an empty 100 GiB volume takes no space. Returns the volume's size."""
+        volsize = str(self.get_properties(name, ["volsize"]).get("volsize"))
         with open(path, "wb") as sink:
-            sparse = _SparseWriter(sink)
+            # not a volume ("-"): read_volume below refuses it with the agent's own words
+            log = _TransferLog(f"volume {name} into an image",
+                               int(volsize) if volsize.isdigit() else 0)
+            sparse = _SparseWriter(sink, log)
             size = self.transport.read_volume(name, sparse)
             sparse.close()
+        log.finish()
         return size
 
     # -- listing ---------------------------------------------------------------------------
