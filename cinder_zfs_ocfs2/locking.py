@@ -15,6 +15,7 @@ import threading
 from collections.abc import Iterable, Iterator
 
 import decorator
+import tenacity
 from cinder import coordination
 from oslo_log import log as logging
 
@@ -57,6 +58,16 @@ def synchronized(*templates: str):
     return decorate
 
 
+def _acquire(lock, blocking) -> bool:
+    """``lock.acquire``, False when a bounded wait ran out, whatever the tooz driver: the file
+    driver returns False, the etcd3gw driver raises tenacity's RetryError (seen in the
+    stack's cluster: a delete that tried the origin's lock for 10 s went error_deleting)."""
+    try:
+        return lock.acquire(blocking=blocking)
+    except tenacity.RetryError:
+        return False
+
+
 class CoordinationLocks:
     """operations.locks.Locks over cinder.coordination.COORDINATOR (started by the service)."""
 
@@ -71,7 +82,7 @@ class CoordinationLocks:
         try:
             for name in wanted:
                 lock = self.coordinator.get_lock(name)
-                if not lock.acquire(blocking=blocking):
+                if not _acquire(lock, blocking):
                     LOG.info("Lock %s is held elsewhere (waited %s s)", name, wait)
                     break
                 taken.append(lock)

@@ -269,22 +269,49 @@ class VolumeOperations:
                          origin, name)
 
     def _promote_newest_clone(self, name: str, pinned: list[Snapshot]) -> list[Snapshot]:
-        """Move the origin role to the newest clone; returns what still pins ``name``."""
+        """Move the origin role to the newest clone; returns what still pins ``name``.
+
+        The heir is discovered, so its lock is only tried (operations.locks rule 2), and the
+        heir is chosen again once its lock is held: a delete of that clone running beside
+        this call (in another service of the cluster) may have destroyed it meanwhile."""
+        heir = self._newest_clone(pinned)
+        for _ in range(3):
+            if heir is None:
+                return [s for s in self.zfs.list_snapshots(name, depth=1) if s.clones]
+            # The heir's own calls (a clone of it: its temp snapshot) must not see it
+            # promoted and pruned under them.
+            with self.locks.hold([locks.owner_of(heir)], locks.DISCOVERED_WAIT) as held:
+                if not held:
+                    LOG.info("Not promoting %s: it is busy; hiding deleted volume %s instead",
+                             heir, name)
+                    return pinned
+                pinned = [s for s in self.zfs.list_snapshots(name, depth=1) if s.clones]
+                current = self._newest_clone(pinned)
+                if current == heir:
+                    LOG.info("Promoting %s so deleted volume %s stops pinning space", heir,
+                             name)
+                    self.zfs.promote(heir)
+                    self.index.refresh([name, heir], "promote")  # it moved snapshots
+                    self._prune_internal(heir)
+                    return [s for s in self.zfs.list_snapshots(name, depth=1) if s.clones]
+            LOG.info("Clone %s of deleted volume %s changed while its lock was awaited; "
+                     "choosing the heir again", heir, name)
+            heir = current
+        LOG.info("The clones of deleted volume %s keep changing; hiding it instead", name)
+        return pinned
+
+    def _newest_clone(self, pinned: list[Snapshot]) -> str | None:
+        """The newest clone of the newest pinned snapshot (None when there is none left)."""
+        if not pinned:
+            return None
         newest = max(pinned, key=lambda s: s.createtxg)
-        clones = [self.zfs.get_volume(c) for c in newest.clones]
-        heir = max(clones, key=lambda v: v.creation).name
-        # The heir's own calls (a clone of it: its temp snapshot) must not see it promoted
-        # and pruned under them.
-        with self.locks.hold([locks.owner_of(heir)], locks.DISCOVERED_WAIT) as held:
-            if not held:
-                LOG.info("Not promoting %s: it is busy; hiding deleted volume %s instead",
-                         heir, name)
-                return pinned
-            LOG.info("Promoting %s so deleted volume %s stops pinning space", heir, name)
-            self.zfs.promote(heir)
-            self.index.refresh([name, heir], "promote")  # the promote moved snapshots
-            self._prune_internal(heir)
-        return [s for s in self.zfs.list_snapshots(name, depth=1) if s.clones]
+        clones = []
+        for clone in newest.clones:
+            try:
+                clones.append(self.zfs.get_volume(clone))
+            except errors.NotFound:  # destroyed since the listing
+                continue
+        return max(clones, key=lambda v: v.creation).name if clones else None
 
     def _hide_volume(self, name: str, volume_id: str, snapshots: list[Snapshot]) -> None:
         for snapshot in snapshots:

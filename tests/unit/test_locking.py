@@ -13,8 +13,10 @@ import threading
 import time
 
 import pytest
+import tenacity
 from cinder import exception
 
+from cinder_zfs_ocfs2.locking import CoordinationLocks
 from cinder_zfs_ocfs2.operations import locks
 from tests.unit.fakezfs import FakeZFS
 from tests.unit.test_driver import CTX, ROOT, leftovers, snapshot_obj, volume_obj, zsnap, zvol
@@ -149,6 +151,31 @@ def test_a_busy_heir_is_not_promoted_the_origin_is_hidden(make_driver, node, mon
     assert not drv.zfs.exists(zvol(origin))
     assert hidden_volumes(node), "the origin was not hidden"
     assert drv.zfs.get_volume(zvol(heir)).origin is not None  # not promoted
+
+
+class EtcdLikeCoordinator:
+    """A coordinator whose locks are all held elsewhere and whose bounded wait ends as tooz's
+    etcd3gw driver ends it: with tenacity's RetryError, not False."""
+
+    class Lock:
+        def __init__(self, name):
+            self.name = name
+
+        def acquire(self, blocking=True):
+            if blocking is True:
+                raise AssertionError("an unbounded wait in a test")
+            raise tenacity.RetryError(None)
+
+        def release(self):
+            raise AssertionError("released a lock never taken")
+
+    def get_lock(self, name):
+        return self.Lock(name)
+
+
+def test_a_bounded_wait_that_runs_out_in_etcd_is_a_lock_not_taken():
+    with CoordinationLocks(EtcdLikeCoordinator()).hold(["zfs-ocfs2-volume-x"], wait=0.1) as ok:
+        assert ok is False
 
 
 @contextlib.contextmanager

@@ -1,9 +1,11 @@
 """The decision logic of operations/volumes.py, on a fake node with real ZFS semantics."""
 
+import contextlib
 import uuid
 
 import pytest
 
+from cinder_zfs_ocfs2.operations import locks
 from cinder_zfs_ocfs2.operations.specs import VolumeSpec
 from cinder_zfs_ocfs2.operations.volumes import GiB, VolumeOperations
 from cinder_zfs_ocfs2.zfs import errors
@@ -386,6 +388,35 @@ def test_promote_on_delete_picks_the_newest_clone(fake):
     ops.delete_volume(PROJECT, vid)
     promoted = [c for c in clones if ops.zfs.get_volume(c).origin is None]
     assert len(promoted) == 1 and hidden_in_trash(fake) == []
+
+
+class DestroyWhileAwaited:
+    """Locks under which a clone's delete in another service finishes while this call waits
+    for that clone's lock: the clone is gone when the lock is granted."""
+
+    def __init__(self, fake, victim: str):
+        self.fake, self.victim = fake, victim
+
+    @contextlib.contextmanager
+    def hold(self, names, wait):
+        if wait is not None and self.fake.exists(self.victim) and \
+                locks.owner_of(self.victim) in names:
+            self.fake.call("destroy", name=self.victim, defer=False, recursive=True)
+        yield True
+
+
+def test_promote_on_delete_chooses_again_when_the_heir_went_while_its_lock_was_awaited(fake):
+    ops = make_ops(fake, promote_on_delete=True)
+    vid, name = volume(ops, fake, b"v1")
+    snap = snapshot(ops, name)
+    _, older = clone_of(ops, snap)
+    _, newer = clone_of(ops, snap)
+    ops.delete_snapshot(snap)
+    ops.locks = DestroyWhileAwaited(fake, newer)   # newer is the heir ops picks first
+    ops.delete_volume(PROJECT, vid)                 # no NotFound from promoting a gone heir
+    assert not fake.exists(newer) and not ops.zfs.exists(name)
+    assert ops.zfs.get_volume(older).origin is None and fake.read(older) == b"v1"
+    assert hidden_in_trash(fake) == []
 
 
 # -- revert ----------------------------------------------------------------------------------
