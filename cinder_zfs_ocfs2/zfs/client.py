@@ -6,10 +6,9 @@ failures arrive as cinder_zfs_ocfs2.zfs.errors types whichever transport carried
 
 from __future__ import annotations
 
+import logging  # stdlib: the client also runs on a node without oslo (local mode)
 import os
 import time
-
-from oslo_log import log as logging
 
 from cinder_zfs_ocfs2.zfs import errors
 from cinder_zfs_ocfs2.zfs.types import USER_PROP_PREFIX, PoolCapacity, Snapshot, Volume

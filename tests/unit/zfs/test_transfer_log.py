@@ -69,3 +69,20 @@ def test_image_writes_and_reads_log_their_progress(tmp_path, caplog, monkeypatch
         progress = [m for m in lines if m.startswith(f"{what}: ") and " of 8 MiB (" in m]
         assert progress and all("MiB/s, about" in m and m.endswith("s left") for m in progress)
         assert f"{what}: 8 MiB in 80 s (0.1 MiB/s)" in lines, lines
+
+
+def test_the_client_and_the_agent_import_without_oslo():
+    """Both run on the storage node (local mode, the agent), where only python3 and pyzfs are:
+    an oslo import there breaks the node, which only the functional tests would show."""
+    import subprocess
+    import sys
+
+    blocker = ("import sys\n"
+               "class Block:\n"
+               "    def find_spec(self, name, path=None, target=None):\n"
+               "        if name.split('.')[0] in ('oslo_log', 'oslo_config', 'cinder'):\n"
+               "            raise ImportError(f'{name} is not on the node')\n"
+               "sys.meta_path.insert(0, Block())\n"
+               "import cinder_zfs_ocfs2.zfs.client, cinder_zfs_ocfs2.agent.server\n")
+    r = subprocess.run([sys.executable, "-c", blocker], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
