@@ -50,6 +50,18 @@ def bring_up(timeout: float = 3600) -> Stack:
     return Stack(info)
 
 
+def restart_volume_service() -> None:
+    """Stop cinder-volume (by its pid file) and start it again with tools/stack/up, which
+    returns once it is up and the backend has reported."""
+    r = subprocess.run([str(VENV / "bin" / "python"), "-c",
+                        "import sys; sys.path.insert(0, sys.argv[1]); import stack; "
+                        "stack.stop_proc('cinder-volume')", str(STACK_PY.parent)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise StackUpError(f"cannot stop cinder-volume: {r.stderr[-2000:]}")
+    bring_up()
+
+
 class Stack:
     def __init__(self, info: dict):
         self.info = info
